@@ -1,0 +1,1 @@
+"""Measures of a trial: quality (classifier, FID family) and cost."""

@@ -1,0 +1,175 @@
+"""The MaskGIT sampling loop (PAPER.md), kept apart from the model as a diffusers scheduler is.
+
+Per step i of N: logits for [cond; uncond] (from the base model on full steps, from the
+accelerator otherwise) -> CFG with weight w*i/(N-1) -> sample every masked position from
+softmax(logits*sm_temp) -> confidence = log p + r_temp*(1-i/(N-1))*Gumbel -> commit the top-k.
+
+All randomness comes from one generator seeded per batch and is drawn in the same shapes at every
+step whatever the method, so methods are compared on identical labels and noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
+
+import torch
+
+from ablate.sampling.schedule import mask_schedule
+
+if TYPE_CHECKING:  # accelerators import the schedule from this package; avoid the cycle at run time
+    from ablate.accelerators.base import Accelerator
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    steps: int = 16
+    cfg_w: float = 2.0  # guidance weight at the last step (ramped linearly from 0)
+    r_temp: float = 7.0  # Gumbel noise on confidences at step 0 (annealed to 0)
+    sm_temp: float = 1.0  # softmax temperature multiplier on logits
+    schedule: str = "arccos"
+
+
+@dataclass
+class StepState:
+    """What the sampler knows at the start of step `step` (before this step's commits)."""
+
+    step: int
+    steps: int
+    tokens: torch.Tensor  # (B, L), mask_id where still masked
+    labels: torch.Tensor  # (B,)
+    mask: torch.Tensor  # (B, L) bool, True = still masked
+    committed_prev: torch.Tensor  # (B, L) bool, positions committed at the previous step
+    mask_id: int
+    null_label: int
+    branches: int  # 2 with classifier-free guidance ([cond; uncond]), else 1
+    is_full: bool = True
+
+    @property
+    def mask_ratio(self) -> float:
+        return float(self.mask.float().mean())
+
+    def model_tokens(self) -> torch.Tensor:
+        return self.tokens.repeat(self.branches, 1)
+
+    def model_labels(self) -> torch.Tensor:
+        if self.branches == 1:
+            return self.labels
+        return torch.cat([self.labels, torch.full_like(self.labels, self.null_label)])
+
+
+@dataclass
+class StepOutput:
+    """What a step produced; hooks receive it (trajectory recording, feature error)."""
+
+    logits: torch.Tensor  # (branches*B, L, V) before guidance
+    feature: torch.Tensor  # (branches*B, L, d)
+    sampled: torch.Tensor  # (B, L) sampled token at every position (only masked ones are kept)
+    committed: torch.Tensor  # (B, L) bool, positions committed at this step
+
+
+@dataclass
+class SampleOutput:
+    tokens: torch.Tensor  # (B, L) final tokens
+    order: torch.Tensor  # (B, L) step at which each position was committed
+    full_steps: list[int] = field(default_factory=list)
+
+
+Hook = Callable[[StepState, StepOutput], None]
+
+
+def _gumbel(shape, gen: torch.Generator) -> torch.Tensor:
+    u = torch.rand(shape, generator=gen).clamp_(1e-20, 1.0)
+    return -torch.log((-torch.log(u)).clamp_min(1e-20))
+
+
+class MaskGITSampler:
+    def __init__(self, model, cfg: SamplerConfig):
+        self.model = model
+        self.cfg = cfg
+        self.counts = mask_schedule(cfg.steps, model.seq_len, cfg.schedule)
+
+    def guidance(self, step: int) -> float:
+        n = self.cfg.steps
+        return self.cfg.cfg_w * (step / (n - 1) if n > 1 else 1.0)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+        accelerator: Optional["Accelerator"] = None,
+        hooks: Iterable[Hook] = (),
+    ) -> SampleOutput:
+        from ablate.accelerators.vanilla import Vanilla
+
+        model, cfg = self.model, self.cfg
+        acc = accelerator or Vanilla(cfg.steps)
+        if acc.steps != cfg.steps:
+            raise ValueError(f"accelerator built for {acc.steps} steps, sampler runs {cfg.steps}")
+        hooks = list(hooks)
+        b, L = labels.shape[0], model.seq_len
+        tokens = torch.full((b, L), model.mask_id, dtype=torch.long)
+        order = torch.full((b, L), -1, dtype=torch.long)
+        committed_prev = torch.zeros(b, L, dtype=torch.bool)
+        branches = 2 if cfg.cfg_w != 0 else 1
+        acc.begin(model, b)
+        done_full = []
+        for i in range(cfg.steps):
+            mask = tokens == model.mask_id
+            state = StepState(i, cfg.steps, tokens, labels, mask, committed_prev, model.mask_id, model.num_classes, branches)
+            state.is_full = acc.is_full(state)
+            if state.is_full:
+                logits2, feature2 = acc.full_step(model, state)
+                done_full.append(i)
+            else:
+                logits2, feature2 = acc.skip_step(model, state)
+            if branches == 2:
+                cond, uncond = logits2.float().chunk(2)
+                w = self.guidance(i)
+                logits = (1 + w) * cond - w * uncond
+            else:
+                logits = logits2.float()
+            logp = torch.log_softmax(logits * cfg.sm_temp, dim=-1)
+            sampled = (logp + _gumbel(logp.shape, generator)).argmax(-1)  # Gumbel-max = categorical sample
+            conf = logp.gather(-1, sampled[..., None]).squeeze(-1)
+            noise_scale = cfg.r_temp * (1 - i / (cfg.steps - 1)) if cfg.steps > 1 else 0.0
+            conf = conf + noise_scale * _gumbel(conf.shape, generator)
+            conf = conf.masked_fill(~mask, float("-inf"))
+            k = min(self.counts[i], L)
+            top = conf.topk(k, dim=-1).indices
+            committed = torch.zeros_like(mask).scatter_(1, top, True) & mask
+            tokens = torch.where(committed, sampled, tokens)
+            order = torch.where(committed, torch.full_like(order, i), order)
+            out = StepOutput(logits2, feature2, sampled, committed)
+            for hook in hooks:
+                hook(state, out)
+            committed_prev = committed
+        return SampleOutput(tokens, order, done_full)
+
+    def generate(
+        self,
+        labels: torch.Tensor,
+        seed: int,
+        batch_size: int = 250,
+        accelerator: Optional["Accelerator"] = None,
+        hooks: Iterable[Hook] = (),
+    ) -> SampleOutput:
+        """Sample for all `labels` in batches; batch j draws its noise from seed (seed, j)."""
+        tokens, order, full = [], [], []
+        for j, start in enumerate(range(0, len(labels), batch_size)):
+            gen = torch.Generator().manual_seed(batch_seed(seed, j))
+            out = self.sample(labels[start : start + batch_size], gen, accelerator, hooks)
+            tokens.append(out.tokens)
+            order.append(out.order)
+            full = out.full_steps
+        return SampleOutput(torch.cat(tokens), torch.cat(order), full)
+
+
+def batch_seed(seed: int, batch_index: int) -> int:
+    return (seed * 1_000_003 + batch_index) % (2**63 - 1)
+
+
+def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
+    """0, 1, ..., C-1, 0, 1, ...: every class equally often (up to one)."""
+    return torch.arange(n) % num_classes

@@ -1,0 +1,1 @@
+"""MLflow runs -> pandas -> Pareto frontiers and hypervolume -> figures and tables (analysis issue)."""

@@ -1,0 +1,55 @@
+"""The weights shipped for `mnist`: intact, and good enough to stand on (the foundation's quality gates)."""
+
+import pytest
+import torch
+
+from ablate import pretrained
+from ablate.data import load_dataset
+from ablate.paths import SHIPPED_WEIGHTS
+from ablate.sampling import MaskGITSampler, SamplerConfig
+from ablate.sampling.sampler import balanced_labels
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    folder = SHIPPED_WEIGHTS / "mnist"
+    pretrained.verify(folder, "mnist")
+    return pretrained._load_folder("mnist", folder)
+
+
+@pytest.fixture(scope="module")
+def held_out(shipped):
+    cfg = shipped.manifest["config"]
+    return load_dataset("mnist").split(cfg["held_out"], seed=cfg["seed"])[1]
+
+
+def test_manifest_names_its_rebuild_command(shipped):
+    m = shipped.manifest
+    assert m["command"].startswith("python -m ablate prepare --dataset mnist --retrain")
+    assert m["seed"] == 0 and set(m["files"]) == set(pretrained.FILES)
+
+
+def test_classifier_at_least_97_percent_on_held_out(shipped, held_out):
+    assert shipped.classifier.accuracy(held_out.as_float(), held_out.labels) >= 0.97
+
+
+def test_reconstructions_keep_classifier_accuracy(shipped, held_out):
+    codes = shipped.tokenizer.encode(held_out.as_float())
+    recon = shipped.decode(codes.flatten(1)).float() / 255
+    assert shipped.classifier.accuracy(recon, held_out.labels) >= 0.95
+
+
+def _sample_accuracy(shipped, n, seed=0):
+    sampler = MaskGITSampler(shipped.base, SamplerConfig(steps=16))
+    labels = balanced_labels(n, 10)
+    tokens = sampler.generate(labels, seed=seed, batch_size=250).tokens
+    return shipped.classifier.accuracy(shipped.decode(tokens).float() / 255, labels)
+
+
+def test_samples_match_their_class_quick(shipped):
+    assert _sample_accuracy(shipped, 100) >= 0.85
+
+
+@pytest.mark.slow
+def test_samples_match_their_class_1000(shipped):
+    assert _sample_accuracy(shipped, 1000) >= 0.90
