@@ -51,10 +51,10 @@ def cmd_sample(args) -> int:
 
     if args.n < 1:
         raise AblateError(f"--n: must be at least 1, got {args.n}")
-    acc = accelerators.build(args.method, steps=args.steps, budget=args.budget)
+    acc = accelerators.build(args.method, steps=args.steps, budget=args.budget, **accelerators.parse_knobs(args.knob))
     bundle = pretrained.load(args.dataset)
     sampler = MaskGITSampler(
-        bundle.base, SamplerConfig(steps=args.steps, cfg_w=args.cfg_w, r_temp=args.r_temp, sm_temp=args.sm_temp)
+        bundle.base, SamplerConfig(steps=acc.steps, cfg_w=args.cfg_w, r_temp=args.r_temp, sm_temp=args.sm_temp)
     )
     labels = balanced_labels(args.n, bundle.base.num_classes)
     t = time.perf_counter()
@@ -68,6 +68,64 @@ def cmd_sample(args) -> int:
         f"wrote {path}: {args.n} samples, method {args.method}, N={args.steps}, full steps {out.full_steps}, "
         f"{seconds:.2f} s, class accuracy {acc_cls:.3f}"
     )
+    return 0
+
+
+def cmd_train_shortcut(args) -> int:
+    import json
+
+    from ablate import accelerators, pretrained
+
+    knobs = accelerators.parse_knobs(args.knob)
+    acc = accelerators.build("shortcut", steps=args.traj_steps, **{"traj_steps": args.traj_steps, **knobs})
+    bundle = pretrained.load(args.dataset)
+    t = time.perf_counter()
+    acc.prepare(bundle.base)
+    stats = acc.meta.get("stats", {})
+    print(json.dumps({"shortcut": acc.describe(), "stats": stats, "seconds": round(time.perf_counter() - t, 1)}, indent=2))
+    return 0
+
+
+def _sampling_args(s: argparse.ArgumentParser) -> None:
+    """Options shared by every command that samples."""
+    s.add_argument("--steps", type=int, required=True, help="total sampling steps N")
+    s.add_argument("--budget", type=int, default=None, help="full (base model) steps B <= N")
+    s.add_argument("--method", default="vanilla", help="vanilla | step_reduction | feature_cache | taylor | ml_cache | recap | shortcut")
+    s.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                   help="a knob of the method, e.g. order=2, cache_ratio=0.8, n_block=2, use_tokens=false (repeatable)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--dataset", default="mnist")
+    s.add_argument("--cfg-w", type=float, default=2.0, help="classifier-free guidance weight")
+    s.add_argument("--r-temp", type=float, default=7.0, help="Gumbel noise on confidences")
+    s.add_argument("--sm-temp", type=float, default=1.0, help="softmax temperature multiplier")
+    s.add_argument("--batch-size", type=int, default=250)
+
+
+def cmd_eval(args) -> int:
+    import json
+
+    from ablate.accelerators import parse_knobs
+    from ablate.evaluate import EvalConfig, evaluate, format_table
+
+    cfg = EvalConfig(
+        knobs=parse_knobs(args.knob),
+        dataset=args.dataset,
+        method=args.method,
+        steps=args.steps,
+        budget=args.budget,
+        n_samples=args.n_samples,
+        seed=args.seed,
+        extractor=args.extractor,
+        batch_size=args.batch_size,
+        cfg_w=args.cfg_w,
+        r_temp=args.r_temp,
+        sm_temp=args.sm_temp,
+    )
+    result = evaluate(cfg, save_samples=Path(args.save_samples) if args.save_samples else None)
+    print(format_table(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 
@@ -86,18 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("sample", help="generate a PNG grid of samples, one class per row")
-    s.add_argument("--steps", type=int, required=True, help="total sampling steps N")
-    s.add_argument("--budget", type=int, default=None, help="full (base model) steps B <= N")
-    s.add_argument("--method", default="vanilla", help="accelerator (default vanilla)")
+    _sampling_args(s)
     s.add_argument("--n", type=int, default=64, help="number of samples (classes in turn)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--dataset", default="mnist")
-    s.add_argument("--cfg-w", type=float, default=2.0, help="classifier-free guidance weight")
-    s.add_argument("--r-temp", type=float, default=7.0, help="Gumbel noise on confidences")
-    s.add_argument("--sm-temp", type=float, default=1.0, help="softmax temperature multiplier")
-    s.add_argument("--batch-size", type=int, default=250)
     s.add_argument("--out", required=True, help="PNG file to write")
     s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("eval", help="one trial without Ray/MLflow: FID/KID/precision/recall, accuracy, latency, FLOPs")
+    _sampling_args(s)
+    s.add_argument("--n-samples", type=int, default=1000, help="samples to generate and measure")
+    s.add_argument("--extractor", default="classifier", help="FID features: classifier (fast) | inception")
+    s.add_argument("--json", default=None, help="write every measure to this JSON file")
+    s.add_argument("--save-samples", default=None, metavar="DIR", help="also write the samples as PNG files")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("train-shortcut", help="record teacher trajectories and train the shortcut (cached)")
+    s.add_argument("--dataset", default="mnist")
+    s.add_argument("--traj-steps", type=int, default=16, help="N_train: steps of the teacher trajectories")
+    s.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                   help="shortcut knobs: n_block, use_tokens, bottleneck, time_embed, train_steps, rollout, "
+                        "kl_weight, traj_images (repeatable)")
+    s.set_defaults(func=cmd_train_shortcut)
 
     s = sub.add_parser("schedule", help="print the full steps of a budget (the paper's rule)")
     s.add_argument("--steps", type=int, required=True, help="total steps N")

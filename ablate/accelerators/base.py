@@ -50,6 +50,10 @@ class Accelerator:
     def skip_step(self, model, state: "StepState") -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError(f"{self.name} has no cheap step")
 
+    def num_params(self) -> int:
+        """Parameters the accelerator adds to the base model (a learned shortcut has some)."""
+        return 0
+
     def describe(self) -> dict:
         """Knobs that identify this accelerator (logged as params)."""
         return {"method": self.name, "steps": self.steps, "budget": self.budget}

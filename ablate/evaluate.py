@@ -1,0 +1,129 @@
+"""One trial without Ray or MLflow: sample with a method and budget, then measure quality and cost.
+
+The sweep's trials call `evaluate` too, so `python -m ablate eval` shows exactly what a trial logs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ablate import accelerators, pretrained
+from ablate.data import check_dataset, dataset_key, load_dataset
+from ablate.errors import AblateError
+from ablate.metrics import cost, quality
+from ablate.metrics.feature_error import feature_error
+from ablate.sampling import MaskGITSampler, SamplerConfig
+from ablate.sampling.sampler import balanced_labels, batch_seed
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    dataset: str = "mnist"
+    method: str = "vanilla"
+    steps: int = 16
+    budget: Optional[int] = None
+    knobs: dict = field(default_factory=dict)  # the method's own options
+    n_samples: int = 1000
+    seed: int = 0
+    extractor: str = "classifier"
+    batch_size: int = 250
+    cfg_w: float = 2.0
+    r_temp: float = 7.0
+    sm_temp: float = 1.0
+    flops_images: int = 2  # FLOPs per image do not depend on the batch; a small one is enough
+    feature_error_images: int = 32
+
+
+def validate(cfg: EvalConfig) -> None:
+    """Cheap checks first, so bad input fails before anything is loaded or computed."""
+    check_dataset(cfg.dataset)
+    quality.check_extractor(cfg.extractor)
+    if cfg.n_samples < 2:
+        raise AblateError(f"n_samples: need at least 2 samples for FID/KID, got {cfg.n_samples}")
+    if cfg.batch_size < 1:
+        raise AblateError(f"batch_size: must be at least 1, got {cfg.batch_size}")
+
+
+def save_pngs(images: torch.Tensor, labels: torch.Tensor, folder: Path) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (img, label) in enumerate(zip(images, labels)):
+        Image.fromarray(img[0].numpy(), mode="L").save(folder / f"{i:05d}_class{int(label)}.png")
+
+
+def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None) -> dict:
+    """Every measure of one (method, steps, budget) on n_samples with a fixed seed."""
+    validate(cfg)
+    t_start = time.perf_counter()
+    acc = accelerators.build(cfg.method, steps=cfg.steps, budget=cfg.budget, **cfg.knobs)
+    bundle = pretrained.load(cfg.dataset)
+    # acc.steps: the steps the sampler really runs (step_reduction runs B of them)
+    sampler = MaskGITSampler(bundle.base, SamplerConfig(acc.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp))
+    labels = balanced_labels(cfg.n_samples, bundle.base.num_classes)
+    if hasattr(acc, "prepare"):  # a learned accelerator loads (or trains) before anything is timed
+        acc.prepare(bundle.base)
+
+    # Warm-up (allocator, kernels), then every generation batch is timed.
+    sampler.sample(labels[:2], torch.Generator().manual_seed(batch_seed(cfg.seed, 10**6)), acc)
+    batch_times: list = []
+    out = sampler.generate(labels, cfg.seed, cfg.batch_size, acc, batch_times=batch_times)
+    images, decode_s = cost.timed(bundle.decode, out.tokens)
+
+    flops = cost.count_flops(
+        sampler, labels[: cfg.flops_images], torch.Generator().manual_seed(batch_seed(cfg.seed, 0)), acc
+    )
+    man = bundle.manifest["config"]
+    reference = load_dataset(cfg.dataset).split(man["held_out"], seed=man["seed"])[0]
+    tag = f"{dataset_key(cfg.dataset)}-train-s{man['seed']}-h{man['held_out']}"
+    t_q = time.perf_counter()
+    measures = quality.quality(images, reference.images, bundle, cfg.extractor, tag)
+    measures["class_acc"] = quality.class_accuracy(images, labels, bundle)
+    quality_s = time.perf_counter() - t_q
+
+    vanilla_sampler = MaskGITSampler(bundle.base, SamplerConfig(cfg.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp))
+    per_step = feature_error(vanilla_sampler, labels[: cfg.feature_error_images], batch_seed(cfg.seed, 0), acc)
+    latency = cost.median_ms_per_image(batch_times)
+    measures.update(
+        latency_ms_per_image=latency,
+        images_per_s=1000.0 / latency,
+        latency_batch_size=min(cfg.batch_size, cfg.n_samples),
+        decode_ms_per_image=1000.0 * decode_s / len(images),
+        **flops.as_measures(),
+        params=cost.num_params(bundle.base) + acc.num_params(),
+        base_params=cost.num_params(bundle.base),
+        accel_params=acc.num_params(),
+        sample_seconds=sum(s for s, _ in batch_times),
+        quality_seconds=quality_s,
+        feature_mse=_mean(per_step["feature_mse"]),
+        feature_cos=_mean(per_step["feature_cos"]),
+        shortcut_params=acc.num_params() if cfg.method == "shortcut" else 0,
+        train_seconds=float(getattr(acc, "meta", {}).get("stats", {}).get("train_seconds", 0.0)),
+        eval_seconds=time.perf_counter() - t_start,
+    )
+    if save_samples is not None:
+        save_pngs(images, labels, Path(save_samples))
+    return {
+        "config": asdict(cfg),
+        "accelerator": acc.describe(),
+        "full_steps": out.full_steps,
+        "measures": measures,
+        "per_step": per_step,
+    }
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else None  # step_reduction: no step-by-step counterpart
+
+
+def format_table(result: dict) -> str:
+    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in result["measures"].items()]
+    width = max(len(k) for k, _ in rows)
+    c = result["config"]
+    head = f"{c['method']} N={c['steps']} B={c['budget'] or c['steps']} n={c['n_samples']} seed={c['seed']} ({c['extractor']})"
+    return "\n".join([head] + [f"  {k:<{width}}  {v}" for k, v in rows])

@@ -1,0 +1,82 @@
+"""Find or make the trained shortcut for (base model, shortcut knobs, training config).
+
+Trajectories and trained shortcuts are content-addressed store entries keyed by their config and
+the base model's hash, so one trained shortcut serves every budget and trial that share them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ablate import store
+from ablate.errors import AblateError
+from ablate.shortcut.model import Shortcut, ShortcutConfig
+from ablate.shortcut.train import TrainConfig, train_shortcut
+from ablate.shortcut.trajectories import Trajectories, record
+
+WEIGHTS, META = "shortcut.safetensors", "meta.json"
+
+
+def base_hash(base: torch.nn.Module) -> str:
+    """sha256 of the base model's weights: a shortcut is only valid for the features it was trained on."""
+    h = hashlib.sha256()
+    for name, t in base.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def trajectories_for(base, cfg: TrainConfig, log=print) -> Trajectories:
+    key = {"base": base_hash(base), **asdict(cfg.trajectories)}
+
+    def build(folder: Path):
+        log(f"recording {cfg.trajectories.n_images} teacher trajectories (N_train={cfg.trajectories.steps}); cached after")
+        record(base, cfg.trajectories, folder)
+
+    return Trajectories(store.get_or_build("trajectories", key, build, log=log))
+
+
+def save(folder: Path, net: Shortcut, meta: dict) -> None:
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS))
+    (folder / META).write_text(json.dumps(meta, indent=2))
+
+
+def load(path: Path, base) -> tuple[Shortcut, dict]:
+    """A saved shortcut (its folder or its .safetensors file), refused if made for another base model."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
+        raise AblateError(f"checkpoint: {path} holds no shortcut ({WEIGHTS} + {META})")
+    meta = json.loads((folder / META).read_text())
+    if meta.get("base_hash") != base_hash(base):
+        raise AblateError(f"checkpoint: {path} was trained for another base model; retrain it for this one")
+    net = Shortcut(ShortcutConfig(**meta["shortcut"]), base.tok_emb.weight, base.position_embedding())
+    net.load_state_dict(load_file(str(folder / WEIGHTS)))
+    return net.eval().requires_grad_(False), meta
+
+
+def load_or_train(base, sc_cfg: ShortcutConfig, cfg: TrainConfig, checkpoint: Optional[str] = None, log=print):
+    if checkpoint:
+        return load(Path(checkpoint), base)
+    bh = base_hash(base)
+    key = {"base": bh, "shortcut": asdict(sc_cfg), "train": asdict(cfg)}
+
+    def build(folder: Path):
+        traj = trajectories_for(base, cfg, log)
+        log(f"training shortcut {describe(sc_cfg)} ({cfg.steps} steps); cached after")
+        net, stats = train_shortcut(base, traj, sc_cfg, cfg)
+        save(folder, net, {"shortcut": asdict(sc_cfg), "train": asdict(cfg), "base_hash": bh, "stats": stats})
+
+    return load(store.get_or_build("shortcut", key, build, log=log), base)
+
+
+def describe(cfg: ShortcutConfig) -> str:
+    return f"d{cfg.n_block}-{'tok' if cfg.use_tokens else 'notok'}-r{cfg.bottleneck}{'' if cfg.time_embed else '-notime'}"

@@ -1,0 +1,74 @@
+"""Content-addressed store of expensive products (trajectories, trained shortcuts, ...).
+
+An entry lives in <root>/<kind>/<key>/ where key = sha256 of the canonical JSON of the config that
+made it. A `DONE.json` with every file's sha256 marks it complete: a missing or damaged file means
+the entry is rebuilt. A file lock makes concurrent builders of one entry build it once.
+Root: $ABLATE_STORE, else $ABLATE_HOME/store (put it on a shared path for a cluster).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from filelock import FileLock
+
+from ablate.paths import home
+
+
+def canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(obj) -> str:
+    return hashlib.sha256(canonical(obj).encode()).hexdigest()
+
+
+def root() -> Path:
+    env = os.environ.get("ABLATE_STORE")
+    return Path(env).expanduser() if env else home() / "store"
+
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _intact(folder: Path) -> bool:
+    done = folder / "DONE.json"
+    if not done.is_file():
+        return False
+    try:
+        files = json.loads(done.read_text())["files"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return all((folder / n).is_file() and _file_sha(folder / n) == sha for n, sha in files.items())
+
+
+def get_or_build(kind: str, config: dict, build: Callable[[Path], None], log=print) -> Path:
+    """The folder of the entry for `config`, building it with `build(folder)` when absent or damaged."""
+    key = config_hash(config)[:20]
+    folder = root() / kind / key
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if _intact(folder):
+            return folder
+        if folder.exists():
+            log(f"store: {kind}/{key} is incomplete or damaged; rebuilding")
+            shutil.rmtree(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        build(tmp)
+        files = {p.name: _file_sha(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / "CONFIG.json").write_text(canonical(config))
+        (tmp / "DONE.json").write_text(json.dumps({"kind": kind, "files": files}, indent=2))
+        tmp.rename(folder)
+    return folder

