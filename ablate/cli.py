@@ -6,6 +6,7 @@ Bad input raises AblateError; main() prints it as one line `error: ...` and retu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,32 @@ def cmd_train_shortcut(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from ablate.sweep.run import run_sweep
+    from ablate.sweep.space import load_space
+
+    space = load_space(args.space)
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise AblateError(f"--max-concurrent: must be at least 1, got {args.max_concurrent}")
+    run_sweep(space, experiment=args.experiment, tracking_uri=args.tracking_uri, ray_address=args.ray_address,
+              max_concurrent=args.max_concurrent, resume=args.resume, dry_run=args.dry_run)
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    from ablate.tracking.mlflow_log import default_tracking_uri, runs_dir
+
+    uri = args.tracking_uri or default_tracking_uri()
+    cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    if uri.startswith("sqlite:///"):
+        cmd += ["--default-artifact-root", (runs_dir() / "artifacts").as_uri()]
+    print(" ".join(cmd))
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    return subprocess.call(cmd, env=env)
+
+
 def _sampling_args(s: argparse.ArgumentParser) -> None:
     """Options shared by every command that samples."""
     s.add_argument("--steps", type=int, required=True, help="total sampling steps N")
@@ -164,6 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shortcut knobs: n_block, use_tokens, bottleneck, time_embed, train_steps, rollout, "
                         "kl_weight, traj_images (repeatable)")
     s.set_defaults(func=cmd_train_shortcut)
+
+    s = sub.add_parser("sweep", help="run a search space with Ray Tune, tracked in MLflow (the main job)")
+    s.add_argument("space", nargs="?", default="default", help="a YAML file or a name in search_spaces/ (default: default)")
+    s.add_argument("--experiment", default=None, help="MLflow experiment (default: the space's name)")
+    s.add_argument("--dry-run", action="store_true", help="print the trial table and run nothing")
+    s.add_argument("--resume", action="store_true", help="continue the newest unfinished sweep of this space")
+    s.add_argument("--tracking-uri", default=None, help="MLflow URI (default sqlite:///runs/mlflow.db)")
+    s.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: a local one)")
+    s.add_argument("--max-concurrent", type=int, default=None, help="trials at a time")
+    s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("ui", help="the MLflow UI on the sweeps' store (127.0.0.1)")
+    s.add_argument("--tracking-uri", default=None)
+    s.add_argument("--port", type=int, default=5000)
+    s.set_defaults(func=cmd_ui)
 
     s = sub.add_parser("schedule", help="print the full steps of a budget (the paper's rule)")
     s.add_argument("--steps", type=int, required=True, help="total steps N")

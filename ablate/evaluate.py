@@ -57,8 +57,11 @@ def save_pngs(images: torch.Tensor, labels: torch.Tensor, folder: Path) -> None:
         Image.fromarray(img[0].numpy(), mode="L").save(folder / f"{i:05d}_class{int(label)}.png")
 
 
-def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None) -> dict:
-    """Every measure of one (method, steps, budget) on n_samples with a fixed seed."""
+def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: bool = False) -> dict:
+    """Every measure of one (method, steps, budget) on n_samples with a fixed seed.
+
+    keep_images adds the uint8 samples and their labels (for sample grids) to the result.
+    """
     validate(cfg)
     t_start = time.perf_counter()
     acc = accelerators.build(cfg.method, steps=cfg.steps, budget=cfg.budget, **cfg.knobs)
@@ -108,13 +111,16 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None) -> dict:
     )
     if save_samples is not None:
         save_pngs(images, labels, Path(save_samples))
-    return {
+    result = {
         "config": asdict(cfg),
         "accelerator": acc.describe(),
         "full_steps": out.full_steps,
         "measures": measures,
         "per_step": per_step,
     }
+    if keep_images:
+        result["images"], result["labels"] = images, labels
+    return result
 
 
 def _mean(xs: list[float]) -> float:

@@ -10,17 +10,19 @@ import torch
 os.environ.setdefault("ABLATE_PROGRESS", "0")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def ablate_home(tmp_path_factory):
-    """Point the cache at a temporary folder for the whole session (shipped weights stay visible)."""
+    """Every test runs against a fresh cache (shipped weights stay visible); nothing of the user's is read."""
     home = tmp_path_factory.mktemp("ablate_home")
-    old = os.environ.get("ABLATE_HOME")
+    old = {k: os.environ.get(k) for k in ("ABLATE_HOME", "ABLATE_STORE")}
     os.environ["ABLATE_HOME"] = str(home)
+    os.environ.pop("ABLATE_STORE", None)
     yield home
-    if old is None:
-        os.environ.pop("ABLATE_HOME", None)
-    else:
-        os.environ["ABLATE_HOME"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 TINY_OVERRIDES = [

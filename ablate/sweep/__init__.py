@@ -1,0 +1,1 @@
+"""Sweeps: YAML search spaces (space.py) run as Ray Tune trials tracked in MLflow."""

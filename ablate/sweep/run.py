@@ -1,0 +1,217 @@
+"""`python -m ablate sweep`: validate the space, then run its trials with Ray Tune, logging to MLflow.
+
+Phase 1 runs the vanilla reference (N of the space) so every later trial can report speedups
+against it; phase 2 runs the rest (a grid, or Optuna's multi-objective search). The driver is
+the only MLflow writer: a Tune callback opens a child run when a trial starts and closes it
+FINISHED or FAILED. `--resume` reopens the newest unfinished sweep of the same space and runs
+only the trials without a FINISHED run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import traceback
+from dataclasses import asdict
+from typing import Optional
+
+from ablate.errors import AblateError
+from ablate.store import config_hash
+from ablate.sweep.space import SearchSpace, grid_trials
+from ablate.sweep.trial import trial_dict
+from ablate.tracking.mlflow_log import FAILED, FINISHED, KILLED, Tracker, run_name, runs_dir, trial_key
+
+
+def _reference_trial(space: SearchSpace, seed: int) -> dict:
+    return asdict(space.eval_config("vanilla", space.steps, None, {}, seed))
+
+
+def print_table(trials: list[dict]) -> None:
+    print(f"{len(trials)} trials")
+    print(f"{'run name':<34} {'method':<15} {'N':>3} {'B':>3} {'seed':>4}  knobs")
+    for t in trials:
+        b = t["budget"] if t["budget"] is not None else "-"
+        print(f"{run_name(t):<34} {t['method']:<15} {t['steps']:>3} {b!s:>3} {t['seed']:>4}  {json.dumps(t['knobs'])}")
+
+
+def _make_logger(tracker: Tracker, parent_id: str, space_hash: str, stats: dict):
+    from ray import tune
+
+    class MlflowLogger(tune.Callback):
+        """Child run per trial, written from the driver only."""
+
+        def __init__(self):
+            self.runs, self.last = {}, {}
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.runs[trial.trial_id] = tracker.start_child(parent_id, trial_dict(trial.config), space_hash)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.last[trial.trial_id] = result
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            result = self.last.pop(trial.trial_id)
+            payload = json.loads(result["payload"])
+            measures = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                        and k in trial_measures(result)}
+            tracker.finish_child(self.runs[trial.trial_id], measures, payload["per_step"],
+                                 base64.b64decode(payload["grid_png"]))
+            stats["trial_seconds"] += float(result.get("eval_seconds", 0.0))
+            stats["finished"] += 1
+            stats["results"].append((trial_dict(trial.config), measures))
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            error = ""
+            path = getattr(trial, "error_file", None)
+            if path and os.path.exists(path):
+                error = open(path).read()
+            tracker.fail_child(self.runs[trial.trial_id], error or "trial failed")
+            stats["failed"] += 1
+
+    return MlflowLogger()
+
+
+RESULT_KEYS_SKIP = {"payload", "time_this_iter_s", "time_total_s", "timestamp", "training_iteration", "pid",
+                    "iterations_since_restore", "time_since_restore", "done", "date", "hostname", "node_ip",
+                    "experiment_tag", "trial_id", "config", "checkpoint_dir_name", "should_checkpoint"}
+
+
+def trial_measures(result: dict) -> set:
+    return {k for k in result if k not in RESULT_KEYS_SKIP and not k.startswith("config/")}
+
+
+def _init_ray(address: Optional[str]):
+    import ray
+
+    env = {k: os.environ[k] for k in ("ABLATE_HOME", "ABLATE_STORE", "ABLATE_PROGRESS") if k in os.environ}
+    env.setdefault("ABLATE_PROGRESS", "0")
+    if ray.is_initialized():
+        return
+    kw = dict(runtime_env={"env_vars": env}, include_dashboard=False, configure_logging=True, logging_level="WARNING")
+    if address:
+        ray.init(address=address, **kw)
+    else:
+        ray.init(num_cpus=os.cpu_count(), **kw)
+
+
+def _tune(space: SearchSpace, param_space: dict, logger, max_concurrent: Optional[int], name: str, search_alg=None,
+          num_samples: int = 1):
+    from ray import tune
+
+    from ablate.sweep.trial import trainable
+
+    trainable = tune.with_resources(trainable, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, num_samples=num_samples,
+                                    search_alg=search_alg),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(runs_dir() / "ray_results"),
+            callbacks=[logger],
+            failure_config=tune.FailureConfig(max_failures=0),
+            verbose=1,
+        ),
+    )
+    return tuner.fit()
+
+
+def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri: Optional[str] = None,
+              ray_address: Optional[str] = None, max_concurrent: Optional[int] = None, resume: bool = False,
+              dry_run: bool = False) -> dict:
+    seed0 = space.eval.seeds[0]
+    reference = _reference_trial(space, seed0)
+    trials = [asdict(t) for t in grid_trials(space)] if space.search == "grid" else []
+    if trial_key(reference) not in {trial_key(t) for t in trials}:
+        trials.insert(0, reference)
+    if dry_run:
+        print_table(trials)
+        if space.search == "optuna":
+            print(f"+ {space.optuna.num_samples} Optuna trials of {space.optuna.method} "
+                  f"(objectives: {', '.join(o.metric + ' ' + o.mode for o in space.objectives)})")
+        return {"trials": trials}
+
+    space_dict = space.model_dump(mode="json", by_alias=True)
+    space_hash = config_hash(space_dict)
+    tracker = Tracker(tracking_uri, experiment or space.name)
+    parent = tracker.resumable_parent(space_hash) if resume else None
+    if parent is None:
+        parent = tracker.start_parent(space.name, space_hash, space_dict)
+    else:
+        tracker.client.update_run(parent, status="RUNNING")
+    done = tracker.finished_children(parent)
+    stats = {"trial_seconds": 0.0, "finished": 0, "failed": 0, "results": []}
+    t0 = time.perf_counter()
+    try:
+        _init_ray(ray_address)
+        logger = _make_logger(tracker, parent, space_hash, stats)
+        # Phase 1: the vanilla reference.
+        ref_key = trial_key(reference)
+        if ref_key not in done:
+            _tune(space, {"trial": reference}, logger, 1, f"{space.name}-reference")
+            done = tracker.finished_children(parent)
+        if ref_key not in done:
+            raise AblateError("sweep: the vanilla reference trial failed; see its FAILED run in MLflow")
+        ref_measures = dict(done[ref_key].data.metrics)
+        # Phase 2: everything else.
+        todo = [t for t in trials if trial_key(t) not in done]
+        if todo:
+            _tune(space, {"trial": _grid(todo), "reference": ref_measures}, logger, max_concurrent,
+                  f"{space.name}-trials")
+        if space.search == "optuna":
+            _optuna(space, tracker, parent, logger, ref_measures, reference, max_concurrent)
+    except KeyboardInterrupt:
+        tracker.end_parent(parent, KILLED)
+        raise
+    except Exception:
+        tracker.end_parent(parent, FAILED)
+        raise
+    wall = time.perf_counter() - t0
+    summary = {
+        "sweep_seconds": wall,
+        "trial_seconds": stats["trial_seconds"],
+        "overhead_ratio": wall / stats["trial_seconds"] if stats["trial_seconds"] else float("nan"),
+        "trials_finished": stats["finished"],
+        "trials_failed": stats["failed"],
+    }
+    tracker.end_parent(parent, FINISHED, summary)
+    print(f"sweep {space.name}: {stats['finished']} finished, {stats['failed']} failed in {wall:.0f} s "
+          f"(trials' own time {stats['trial_seconds']:.0f} s); MLflow: {tracker.uri} experiment {tracker.experiment!r}")
+    return {"parent_run_id": parent, "experiment_id": tracker.experiment_id, **summary}
+
+
+def _grid(todo: list[dict]):
+    from ray import tune
+
+    return tune.grid_search(todo)
+
+
+def _optuna(space: SearchSpace, tracker, parent, logger, ref_measures, reference, max_concurrent):
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    o = space.optuna
+
+    def dist(d):
+        if d.choice is not None:
+            return tune.choice(d.choice)
+        if d.int_range is not None:
+            return tune.randint(d.int_range[0], d.int_range[1] + 1)
+        lo, hi = d.float_range
+        return tune.loguniform(lo, hi) if d.log else tune.uniform(lo, hi)
+
+    base = dict(reference, method=o.method, knobs={})
+    finished = [r for r in tracker.finished_children(parent).values() if r.data.tags.get("ablate.method") == o.method]
+    remaining = o.num_samples - len(finished)
+    if remaining <= 0:
+        return
+    searcher = OptunaSearch(
+        metric=[ob.metric for ob in space.objectives], mode=[ob.mode for ob in space.objectives], seed=o.seed
+    )
+    param_space = {"base": base, "reference": ref_measures, "budget": dist(o.budget),
+                   "knobs": {k: dist(v) for k, v in o.knobs.items()}}
+    _tune(space, param_space, logger, max_concurrent, f"{space.name}-optuna", search_alg=searcher,
+          num_samples=remaining)

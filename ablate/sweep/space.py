@@ -1,0 +1,253 @@
+"""Search spaces: YAML -> validated `SearchSpace` -> the trials it means.
+
+Everything is checked before anything runs: unknown keys, wrong types, impossible budgets, empty
+grids, unknown methods or knobs, objectives that are not measures. Errors are one line naming the
+field (e.g. `grid[1].budget: 20 full steps cannot fit in 16 steps`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ablate import accelerators
+from ablate.data import check_dataset
+from ablate.errors import AblateError
+from ablate.evaluate import EvalConfig
+
+# Every measure a trial logs (DESIGN.md); objectives must be among them.
+MEASURES = (
+    "fid", "kid_mean", "kid_std", "precision", "recall", "class_acc", "latency_ms_per_image", "images_per_s",
+    "gflops_per_image", "speedup_wall", "speedup_flops", "ideal_speedup", "feature_mse", "feature_cos",
+    "shortcut_params", "train_seconds", "params",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EvalSettings(_Strict):
+    n_samples: int = Field(1000, ge=2)
+    extractor: Literal["classifier", "inception"] = "classifier"
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    batch_size: int = Field(250, ge=1)
+
+
+class SamplerSettings(_Strict):
+    cfg_w: float = 2.0
+    r_temp: float = 7.0
+    sm_temp: float = 1.0
+
+
+class Resources(_Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class Objective(_Strict):
+    metric: str
+    mode: Literal["min", "max"]
+
+    @field_validator("metric")
+    @classmethod
+    def _is_measure(cls, v):
+        if v not in MEASURES:
+            raise ValueError(f"{v!r} is not a measure (one of {', '.join(MEASURES)})")
+        return v
+
+
+def _as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+class GridBlock(_Strict):
+    """One method with a grid over its budget (or skip rate) and knobs; lists are grid axes."""
+
+    method: str
+    steps: Optional[Union[int, list[int]]] = None
+    budget: Optional[Union[int, list[int]]] = None
+    skip_rate: Optional[Union[float, list[float]]] = None
+    knobs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("method")
+    @classmethod
+    def _known(cls, v):
+        if v not in accelerators.REGISTRY:
+            raise ValueError(f"unknown method {v!r} (one of {', '.join(accelerators.REGISTRY)})")
+        return v
+
+    @model_validator(mode="after")
+    def _one_budget_form(self):
+        if self.budget is not None and self.skip_rate is not None:
+            raise ValueError("give budget or skip_rate, not both")
+        for name in ("steps", "budget", "skip_rate"):
+            v = getattr(self, name)
+            if isinstance(v, list) and not v:
+                raise ValueError(f"{name}: empty list")
+        for k, v in self.knobs.items():
+            if isinstance(v, list) and not v:
+                raise ValueError(f"knobs.{k}: empty list")
+        return self
+
+
+class Distribution(_Strict):
+    """One Optuna axis: exactly one of `choice: [...]`, `int: [lo, hi]`, `float: [lo, hi]` (+ `log`)."""
+
+    choice: Optional[list[Any]] = None
+    int_range: Optional[tuple[int, int]] = Field(None, alias="int")
+    float_range: Optional[tuple[float, float]] = Field(None, alias="float")
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        given = [k for k in ("choice", "int_range", "float_range") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of choice, int, float")
+        if self.choice is not None and not self.choice:
+            raise ValueError("choice: empty list")
+        for k in ("int_range", "float_range"):
+            lo_hi = getattr(self, k)
+            if lo_hi is not None and lo_hi[0] > lo_hi[1]:
+                raise ValueError(f"{k.split('_')[0]}: low {lo_hi[0]} > high {lo_hi[1]}")
+        return self
+
+
+class OptunaSettings(_Strict):
+    method: str = "shortcut"
+    num_samples: int = Field(20, ge=1)
+    budget: Distribution
+    knobs: dict[str, Distribution] = Field(default_factory=dict)
+    seed: int = 0
+
+
+class SearchSpace(_Strict):
+    name: str
+    dataset: str = "mnist"
+    steps: int = Field(16, ge=1)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    sampler: SamplerSettings = Field(default_factory=SamplerSettings)
+    resources: Resources = Field(default_factory=Resources)
+    search: Literal["grid", "optuna"] = "grid"
+    objectives: list[Objective] = Field(default_factory=lambda: [Objective(metric="fid", mode="min")], min_length=1)
+    references: list[int] = Field(default_factory=list, description="vanilla step counts run as references")
+    grid: list[GridBlock] = Field(default_factory=list)
+    optuna: Optional[OptunaSettings] = None
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v):
+        try:
+            check_dataset(v)
+        except AblateError as e:
+            raise ValueError(str(e).split(": ", 1)[1]) from None
+        return v
+
+    @model_validator(mode="after")
+    def _search_has_space(self):
+        if self.search == "grid" and not self.grid:
+            raise ValueError("grid: empty grid (search: grid needs at least one block)")
+        if self.search == "optuna" and self.optuna is None:
+            raise ValueError("optuna: search: optuna needs an optuna section")
+        if self.optuna is not None:
+            b = self.optuna.budget
+            ints = b.int_range if b.int_range is not None else b.choice or [0.5]
+            if b.float_range is not None or not all(isinstance(x, int) for x in ints) or min(ints) < 1 or max(ints) > self.steps:
+                raise ValueError(f"optuna.budget: must be integers within 1..{self.steps} (the steps)")
+        return self
+
+    def eval_config(self, method: str, steps: int, budget: Optional[int], knobs: dict, seed: int) -> EvalConfig:
+        return EvalConfig(
+            dataset=self.dataset, method=method, steps=steps, budget=budget, knobs=dict(knobs),
+            n_samples=self.eval.n_samples, seed=seed, extractor=self.eval.extractor,
+            batch_size=self.eval.batch_size, **self.sampler.model_dump(),
+        )
+
+
+def _budget_of(block: GridBlock, steps: int, field: str) -> list[Optional[int]]:
+    if block.skip_rate is not None:
+        out = []
+        for r in _as_list(block.skip_rate):
+            if not 0 <= r < 1:
+                raise AblateError(f"{field}.skip_rate: must lie in [0, 1), got {r}")
+            out.append(max(1, round(steps * (1 - r))))
+        return out
+    return [None] if block.budget is None else _as_list(block.budget)
+
+
+def grid_trials(space: SearchSpace) -> list[EvalConfig]:
+    """Every (block, steps, budget, knob combination, seed), checked by building its accelerator."""
+    trials: list[EvalConfig] = []
+    for seed in space.eval.seeds:
+        for n in space.references:
+            trials.append(_checked(space, "references", "vanilla", n, None, {}, seed))
+    for i, block in enumerate(space.grid):
+        field = f"grid[{i}]"
+        names = list(block.knobs)
+        axes = [_as_list(block.knobs[k]) for k in names]
+        for steps in _as_list(block.steps if block.steps is not None else space.steps):
+            for budget in _budget_of(block, steps, field):
+                for combo in itertools.product(*axes):
+                    for seed in space.eval.seeds:
+                        trials.append(_checked(space, field, block.method, steps, budget, dict(zip(names, combo)), seed))
+    seen, unique = set(), []
+    for t in trials:  # a vanilla reference may also appear in a block
+        key = (t.method, t.steps, t.budget, tuple(sorted(t.knobs.items())), t.seed)
+        if key not in seen:
+            seen.add(key)
+            unique.append(t)
+    return unique
+
+
+def _checked(space, field, method, steps, budget, knobs, seed) -> EvalConfig:
+    try:
+        accelerators.build(method, steps=steps, budget=budget, **knobs)
+    except AblateError as e:
+        raise AblateError(f"{field}.{e}") from None
+    return space.eval_config(method, steps, budget, knobs, seed)
+
+
+def load_space(path: Union[str, Path]) -> SearchSpace:
+    """Read and validate a YAML search space; a one-line AblateError names the first bad field."""
+    path = Path(path)
+    if not path.is_file():
+        # a bare name: search_spaces/NAME.yaml here, or in the source checkout (editable install)
+        for folder in (Path.cwd() / "search_spaces", Path(__file__).resolve().parents[2] / "search_spaces"):
+            if (folder / f"{path}.yaml").is_file():
+                path = folder / f"{path}.yaml"
+                break
+        else:
+            raise AblateError(f"space: no search space {str(path)!r} (a YAML file, or a name in search_spaces/)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise AblateError(f"space: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise AblateError(f"space: {path} must hold a mapping at the top level")
+    raw.setdefault("name", path.stem)
+    try:
+        space = SearchSpace.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = _loc(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        raise AblateError(f"{loc}: {msg}" if loc else msg) from None
+    if space.search == "grid":
+        grid_trials(space)  # budgets, knobs and methods checked now, before anything runs
+    return space
+
+
+def _loc(parts) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif p in ("int", "float", "str", "bool", "list[int]", "list[float]") or "[" in str(p):
+            continue  # pydantic's union branch names
+        else:
+            out += f".{p}" if out else str(p)
+    return out

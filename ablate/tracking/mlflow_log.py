@@ -1,0 +1,228 @@
+"""Everything the project writes to MLflow goes through `Tracker` (one writer: no SQLite lock races).
+
+Local default: `sqlite:///<runs>/mlflow.db` with artifacts in `<runs>/artifacts` (MLflow 3 refuses a
+plain ./mlruns store); `--tracking-uri http://...` points at a team server instead. Experiments are
+created once, here, with MlflowClient (never mlflow.set_experiment, whose environment variable
+would leak into Ray workers).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import ablate
+from ablate.store import config_hash
+
+FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("ABLATE_RUNS", "runs")).expanduser().resolve()
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{runs_dir() / 'mlflow.db'}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}: params with dotted keys."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def trial_key(trial: dict) -> str:
+    """Identity of a trial across invocations (what --resume matches on)."""
+    return config_hash(trial)[:16]
+
+
+def run_name(trial: dict) -> str:
+    """Readable: shortcut-d1-tok-N16-B4, taylor-o2-N16-B4, vanilla-N16 (-s1 for seed 1)."""
+    m, k = trial["method"], trial.get("knobs", {})
+    parts = [m]
+    if m == "shortcut":
+        parts.append(f"d{k.get('n_block', 1)}")
+        parts.append("tok" if k.get("use_tokens", True) else "notok")
+        if k.get("bottleneck", 2) != 2:
+            parts.append(f"r{k['bottleneck']}")
+        if not k.get("time_embed", True):
+            parts.append("notime")
+    elif m == "taylor":
+        parts.append(f"o{k.get('order', 1)}")
+    else:
+        parts += [f"{a}{b}" for a, b in sorted(k.items())]
+    parts.append(f"N{trial['steps']}")
+    if trial.get("budget") is not None:
+        parts.append(f"B{trial['budget']}")
+    if trial.get("seed", 0):
+        parts.append(f"s{trial['seed']}")
+    return "-".join(str(p) for p in parts)
+
+
+class Tracker:
+    def __init__(self, tracking_uri: Optional[str], experiment: str):
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.uri = tracking_uri or default_tracking_uri()
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.experiment = experiment
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            location = None
+            if self.uri.startswith("sqlite:///"):
+                location = (runs_dir() / "artifacts" / experiment).as_uri()
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            self.experiment_id = exp.experiment_id
+
+    # -- parent run -------------------------------------------------------------------------
+    def resumable_parent(self, space_hash: str) -> Optional[str]:
+        """The newest unfinished parent run of the same space, if any."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`ablate.role` = 'sweep' and tags.`ablate.space_hash` = '{space_hash}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def start_parent(self, space_name: str, space_hash: str, space_dict: dict) -> str:
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"sweep-{space_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            tags=self._common_tags(space_hash) | {"ablate.role": "sweep", "ablate.space": space_name},
+        )
+        self._log_json(run.info.run_id, space_dict, "space.json")
+        return run.info.run_id
+
+    def end_parent(self, run_id: str, status: str = FINISHED, metrics: Optional[dict] = None) -> None:
+        if metrics:
+            self._log_metrics(run_id, metrics)
+        self.client.set_terminated(run_id, status=status)
+
+    def _common_tags(self, config_hash_: str) -> dict:
+        return {"ablate.config_hash": config_hash_, "ablate.git_commit": git_commit(),
+                "ablate.version": ablate.__version__, "ablate.space_hash": config_hash_}
+
+    # -- child runs -------------------------------------------------------------------------
+    def children(self, parent_id: str) -> list:
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=10000
+        )
+
+    def finished_children(self, parent_id: str) -> dict[str, object]:
+        """trial_key -> FINISHED child run; unfinished leftovers of a killed driver are marked KILLED."""
+        done = {}
+        for run in self.children(parent_id):
+            key = run.data.tags.get("ablate.trial_key")
+            if run.info.status == FINISHED:
+                done[key] = run
+            elif run.info.status == RUNNING:
+                self.client.set_terminated(run.info.run_id, status=KILLED)
+        return done
+
+    def start_child(self, parent_id: str, trial: dict, space_hash: str) -> str:
+        tags = {
+            "mlflow.parentRunId": parent_id,
+            "ablate.trial_key": trial_key(trial),
+            "ablate.config_hash": config_hash(trial),
+            "ablate.space_hash": space_hash,
+            "ablate.git_commit": git_commit(),
+            "ablate.version": ablate.__version__,
+            "ablate.method": trial["method"],
+            "ablate.role": "trial",
+        }
+        run = self.client.create_run(self.experiment_id, run_name=run_name(trial), tags=tags)
+        from mlflow.entities import Param
+
+        params = [Param(k, str(v)) for k, v in sorted(flatten(trial).items())]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(run.info.run_id, params=params[i : i + 100])
+        self._log_json(run.info.run_id, trial, "trial_config.json")
+        return run.info.run_id
+
+    def finish_child(self, run_id: str, measures: dict, per_step: dict, grid_png: Optional[bytes]) -> None:
+        self._log_metrics(run_id, measures)
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        stepped = [Metric(k, float(v), ts, i) for k, vs in per_step.items() for i, v in enumerate(vs)]
+        for i in range(0, len(stepped), 500):
+            self.client.log_batch(run_id, metrics=stepped[i : i + 500])
+        with tempfile.TemporaryDirectory() as tmp:
+            if grid_png:
+                (Path(tmp) / "samples.png").write_bytes(grid_png)
+                self.client.log_artifact(run_id, str(Path(tmp) / "samples.png"))
+            if per_step.get("feature_mse"):
+                path = Path(tmp) / "feature_error.png"
+                plot_feature_error(per_step, path)
+                self.client.log_artifact(run_id, str(path))
+        self.client.set_terminated(run_id, status=FINISHED)
+
+    def fail_child(self, run_id: str, error: str) -> None:
+        first = error.strip().splitlines()[-1][:500] if error.strip() else "unknown error"
+        self.client.set_tag(run_id, "ablate.error", first)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "error.txt"
+            path.write_text(error)
+            self.client.log_artifact(run_id, str(path))
+        self.client.set_terminated(run_id, status=FAILED)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _log_metrics(self, run_id: str, metrics: dict) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        ms = [Metric(k, float(v), ts, 0) for k, v in metrics.items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
+        for i in range(0, len(ms), 500):
+            self.client.log_batch(run_id, metrics=ms[i : i + 500])
+
+    def _log_json(self, run_id: str, obj: dict, name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_text(json.dumps(obj, indent=2, default=str))
+            self.client.log_artifact(run_id, str(path))
+
+
+def plot_feature_error(per_step: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    axes[0].plot(per_step["feature_mse"], marker="o")
+    axes[0].set(xlabel="step", ylabel="MSE to vanilla feature", yscale="log")
+    axes[1].plot(per_step["feature_cos"], marker="o")
+    axes[1].set(xlabel="step", ylabel="cosine to vanilla feature")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,74 @@
+"""Search spaces: every shipped YAML validates; malformed ones fail with one line naming the field."""
+
+from pathlib import Path
+
+import pytest
+
+from ablate.errors import AblateError
+from ablate.sweep.space import grid_trials, load_space
+
+SPACES = sorted(Path(__file__).resolve().parents[1].joinpath("search_spaces").glob("*.yaml"))
+
+
+def test_shipped_spaces_exist():
+    names = {p.stem for p in SPACES}
+    assert {"default", "depth", "tokens", "skip_rate", "baselines", "optuna_pareto", "smoke"} <= names
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_shipped_space_validates(path):
+    space = load_space(path)
+    if space.search == "grid":
+        assert grid_trials(space)
+
+
+def test_default_covers_every_method_and_budget():
+    trials = grid_trials(load_space("default"))
+    methods = {t.method for t in trials}
+    assert methods == {"vanilla", "step_reduction", "feature_cache", "taylor", "ml_cache", "recap", "shortcut"}
+    assert {t.budget for t in trials if t.method == "shortcut"} == {3, 4, 6}
+    assert len([t for t in trials if t.method == "taylor"]) == 6
+
+
+def test_skip_rate_becomes_budget():
+    trials = grid_trials(load_space("skip_rate"))
+    assert sorted({t.budget for t in trials if t.method == "shortcut"}) == [2, 3, 4, 6, 8]
+
+
+BAD = {
+    "unknown key": ("name: x\ngrid: [{method: vanilla}]\ncolour: red\n", r"^colour: "),
+    "wrong type": ("name: x\nsteps: many\ngrid: [{method: vanilla}]\n", r"^steps: "),
+    "budget over steps": ("name: x\nsteps: 16\ngrid: [{method: shortcut, budget: [4, 20]}]\n", r"^grid\[0\]\.budget: 20 full steps"),
+    "empty grid": ("name: x\ngrid: []\n", r"^grid: empty grid"),
+    "empty axis": ("name: x\ngrid: [{method: taylor, budget: [4], knobs: {order: []}}]\n", r"^grid\[0\]: .*knobs.order: empty"),
+    "unknown method": ("name: x\ngrid: [{method: warp, budget: 4}]\n", r"^grid\[0\]\.method: unknown method 'warp'"),
+    "unknown knob": ("name: x\ngrid: [{method: taylor, budget: 4, knobs: {degree: 2}}]\n", r"^grid\[0\]\.knob: method taylor has no knob"),
+    "objective not a measure": ("name: x\nobjectives: [{metric: beauty, mode: max}]\ngrid: [{method: vanilla}]\n", r"^objectives\[0\]\.metric: 'beauty' is not a measure"),
+    "bad mode": ("name: x\nobjectives: [{metric: fid, mode: up}]\ngrid: [{method: vanilla}]\n", r"^objectives\[0\]\.mode: "),
+    "unknown dataset": ("name: x\ndataset: imagenet\ngrid: [{method: vanilla}]\n", r"^dataset: unknown dataset"),
+    "optuna without section": ("name: x\nsearch: optuna\n", r"^optuna: "),
+    "bad distribution": ("name: x\nsearch: optuna\noptuna: {budget: {int: [8, 2]}}\n", r"^optuna\.budget: .*low 8 > high 2"),
+    "not yaml": ("name: [x\n", r"^space: .* is not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_malformed_space_names_the_field(case, tmp_path):
+    text, pattern = BAD[case]
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(AblateError, match=pattern) as info:
+        load_space(path)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_space():
+    with pytest.raises(AblateError, match="^space: no search space"):
+        load_space("no_such_space")
+
+
+def test_optuna_budget_within_steps(tmp_path):
+    path = tmp_path / "o.yaml"
+    path.write_text("name: o\nsteps: 8\nsearch: optuna\noptuna: {budget: {int: [2, 12]}}\n")
+    with pytest.raises(AblateError, match=r"^optuna\.budget: must be integers within 1\.\.8"):
+        load_space(path)

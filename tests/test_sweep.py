@@ -1,0 +1,185 @@
+"""Sweeps end to end: Ray Tune runs the trials, MLflow holds one FINISHED child run per trial.
+
+The smoke sweep runs in the fast suite; killing and resuming, and the cluster path (a `ray start`
+head and an `mlflow server` on 127.0.0.1), are marked slow.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sweep_env(tmp_path) -> dict:
+    env = dict(os.environ)
+    env.update(ABLATE_RUNS=str(tmp_path / "runs"), ABLATE_PROGRESS="0", RAY_AUTH_MODE="disabled",
+               ABLATE_HOME=os.environ["ABLATE_HOME"])
+    return env
+
+
+def run_cli(args, tmp_path, timeout=900, **kw):
+    return subprocess.run([sys.executable, "-m", "ablate", *args], capture_output=True, text=True,
+                          env=sweep_env(tmp_path), timeout=timeout, cwd=REPO, **kw)
+
+
+def client_for(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def runs_of(uri, experiment):
+    c = client_for(uri)
+    exp = c.get_experiment_by_name(experiment)
+    return c, c.search_runs([exp.experiment_id], max_results=1000) if exp else []
+
+
+def write_space(tmp_path, text, name="space.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+SMALL = """
+name: {name}
+dataset: mnist
+steps: 6
+eval: {{n_samples: 20, batch_size: 20, seeds: [0]}}
+resources: {{cpu: 1}}
+objectives: [{{metric: fid, mode: min}}, {{metric: speedup_flops, mode: max}}]
+grid:
+{grid}
+"""
+
+
+def test_smoke_sweep_end_to_end(tmp_path):
+    out = run_cli(["sweep", "smoke", "--max-concurrent", "2"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    c, runs = runs_of(uri, "smoke")
+    parents = [r for r in runs if r.data.tags.get("ablate.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("ablate.role") == "trial"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(r.info.run_name for r in children) == ["feature_cache-N8-B2", "taylor-o1-N8-B2", "vanilla-N8"]
+    for r in children:
+        assert r.info.status == "FINISHED" and r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        m = r.data.metrics
+        for key in ("fid", "kid_mean", "precision", "recall", "class_acc", "latency_ms_per_image",
+                    "gflops_per_image", "speedup_flops", "speedup_wall", "ideal_speedup"):
+            assert key in m, (r.info.run_name, key)
+        assert r.data.params["method"] == r.data.tags["ablate.method"]
+        assert r.data.tags["ablate.git_commit"] and r.data.tags["ablate.config_hash"]
+        arts = {a.path for a in c.list_artifacts(r.info.run_id)}
+        assert {"samples.png", "feature_error.png", "trial_config.json"} <= arts
+        history = c.get_metric_history(r.info.run_id, "feature_mse")
+        assert sorted(h.step for h in history)[-1] == 7  # one value per step of N = 8
+    fc = next(r for r in children if r.info.run_name.startswith("feature_cache"))
+    assert fc.data.metrics["speedup_flops"] > 2.5  # 2 of 8 steps run the base model
+    assert "knobs.order" in next(r for r in children if r.info.run_name.startswith("taylor")).data.params
+
+
+def test_failed_trial_is_recorded_and_sweep_goes_on(tmp_path):
+    grid = ("  - method: feature_cache\n    budget: 2\n"
+            "  - method: shortcut\n    budget: 2\n    knobs: {checkpoint: /no/such/shortcut}\n")
+    space = write_space(tmp_path, SMALL.format(name="failing", grid=grid))
+    out = run_cli(["sweep", str(space)], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    _, runs = runs_of(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", "failing")
+    by_name = {r.info.run_name: r for r in runs if r.data.tags.get("ablate.role") == "trial"}
+    assert by_name["feature_cache-N6-B2"].info.status == "FINISHED"
+    failed = by_name["shortcut-d1-tok-N6-B2"]
+    assert failed.info.status == "FAILED" and "checkpoint" in failed.data.tags["ablate.error"]
+
+
+@pytest.mark.parametrize(
+    "text,field",
+    [("name: bad\ngrid: [{method: vanilla}]\nbogus: 1\n", "bogus"),
+     ("name: bad\nsteps: 4\ngrid: [{method: taylor, budget: 9}]\n", "grid[0].budget")],
+)
+def test_malformed_space_creates_no_run(tmp_path, text, field):
+    out = run_cli(["sweep", str(write_space(tmp_path, text))], tmp_path, timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_resume_after_kill(tmp_path):
+    grid = "  - method: feature_cache\n    budget: [2, 3]\n  - method: taylor\n    budget: [2, 3]\n"
+    space = write_space(tmp_path, SMALL.format(name="resume", grid=grid))
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", str(space), "--max-concurrent", "1"],
+                            env=sweep_env(tmp_path), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline:  # kill the driver once two trials are done
+        time.sleep(2)
+        if (tmp_path / "runs" / "mlflow.db").exists():
+            _, runs = runs_of(uri, "resume")
+            if sum(r.info.status == "FINISHED" and r.data.tags.get("ablate.role") == "trial" for r in runs) >= 2:
+                break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    out = run_cli(["sweep", str(space), "--resume"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    _, runs = runs_of(uri, "resume")
+    parents = [r for r in runs if r.data.tags.get("ablate.role") == "sweep"]
+    finished = [r.info.run_name for r in runs if r.data.tags.get("ablate.role") == "trial" and r.info.status == "FINISHED"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(finished) == sorted(["vanilla-N6", "feature_cache-N6-B2", "feature_cache-N6-B3",
+                                       "taylor-o1-N6-B2", "taylor-o1-N6-B3"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_cluster_path(tmp_path):
+    """A Ray head from `ray start` and an `mlflow server`, both on 127.0.0.1; the sweep joins both."""
+    env = sweep_env(tmp_path)
+    bin_dir = Path(sys.executable).parent
+    ray_port, mlflow_port = free_port(), free_port()
+    subprocess.run([str(bin_dir / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(ray_port),
+                    "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                   env=env, check=True, capture_output=True, timeout=180)
+    server = subprocess.Popen(
+        [str(bin_dir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--default-artifact-root", (tmp_path / "server-artifacts").as_uri()],
+        env=dict(env, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{mlflow_port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        out = run_cli(["sweep", "smoke", "--ray-address", f"127.0.0.1:{ray_port}", "--tracking-uri", url,
+                       "--experiment", "cluster-smoke"], tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        req = urllib.request.Request(url + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=cluster-smoke")
+        exp_id = json.load(urllib.request.urlopen(req))["experiment"]["experiment_id"]
+        body = json.dumps({"experiment_ids": [exp_id], "max_results": 100}).encode()
+        req = urllib.request.Request(url + "/api/2.0/mlflow/runs/search", data=body,
+                                     headers={"Content-Type": "application/json"})
+        runs = json.load(urllib.request.urlopen(req))["runs"]
+        statuses = sorted(r["info"]["status"] for r in runs)
+        assert statuses == ["FINISHED"] * 4  # the parent and three trials
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        subprocess.run([str(bin_dir / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
