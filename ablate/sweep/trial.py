@@ -54,7 +54,8 @@ def grid_png(images, labels, num_classes: int = 10, per_class: int = 10) -> byte
 def run_trial(trial: dict, reference: Optional[dict]) -> dict:
     result = evaluate(EvalConfig(**trial), keep_images=True)
     m = dict(result["measures"])
-    m.update(speedups(m, trial, result["accelerator"], reference))
+    # The reference trial (vanilla at N) runs without one: it is its own reference, speedup 1.
+    m.update(speedups(m, trial, result["accelerator"], reference or m))
     bad = [k for k, v in m.items() if isinstance(v, float) and math.isnan(v)]
     if bad:
         raise FloatingPointError(f"trial produced NaN in: {', '.join(bad)}")
