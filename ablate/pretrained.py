@@ -9,7 +9,6 @@ Every file is checked against its sha256 before use: a wrong model is never used
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import platform
 import time
@@ -23,6 +22,7 @@ from safetensors.torch import load_file, save_file
 import ablate
 from ablate.data import dataset_key, load_dataset
 from ablate.errors import AblateError
+from ablate.hashing import file_digest
 from ablate.metrics.classifier import Classifier, ClassifierConfig, train_classifier
 from ablate.models.maskgit import MaskGIT, MaskGITConfig
 from ablate.models.train import BaseTrainConfig, train_maskgit
@@ -90,11 +90,7 @@ class Bundle:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _retrain_hint(dataset: str) -> str:

@@ -17,6 +17,7 @@ from typing import Callable
 
 from filelock import FileLock
 
+from ablate.hashing import file_digest
 from ablate.paths import home
 
 
@@ -34,11 +35,7 @@ def root() -> Path:
 
 
 def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _intact(folder: Path) -> bool:

