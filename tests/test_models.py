@@ -2,7 +2,7 @@
 
 import torch
 
-from ablate.models import MaskGIT, MaskGITConfig
+from ablate.models import MaskGITConfig
 
 
 def test_forward_returns_logits_and_feature(tiny_model):

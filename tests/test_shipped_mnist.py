@@ -1,7 +1,6 @@
 """The weights shipped for `mnist`: intact, and good enough to stand on (the foundation's quality gates)."""
 
 import pytest
-import torch
 
 from ablate import pretrained
 from ablate.data import load_dataset

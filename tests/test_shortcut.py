@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from ablate import store
 from ablate.shortcut.cache import base_hash, load, load_or_train
 from ablate.shortcut.model import Shortcut, ShortcutConfig
 from ablate.shortcut.train import TrainConfig

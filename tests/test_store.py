@@ -5,13 +5,20 @@ import threading
 from ablate import store
 
 
-def test_built_once_then_served(tmp_path, monkeypatch):
-    monkeypatch.setenv("ABLATE_STORE", str(tmp_path))
+def counting_builder():
+    """A build function that writes one file and records each call."""
     calls = []
 
     def build(folder):
         calls.append(1)
         (folder / "x.bin").write_bytes(b"abc")
+
+    return build, calls
+
+
+def test_built_once_then_served(tmp_path, monkeypatch):
+    monkeypatch.setenv("ABLATE_STORE", str(tmp_path))
+    build, calls = counting_builder()
 
     a = store.get_or_build("thing", {"k": 1}, build)
     b = store.get_or_build("thing", {"k": 1}, build)
@@ -21,11 +28,8 @@ def test_built_once_then_served(tmp_path, monkeypatch):
 
 def test_damaged_entry_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("ABLATE_STORE", str(tmp_path))
-    calls, logs = [], []
-
-    def build(folder):
-        calls.append(1)
-        (folder / "x.bin").write_bytes(b"abc")
+    build, calls = counting_builder()
+    logs = []
 
     folder = store.get_or_build("thing", {"k": 1}, build)
     (folder / "x.bin").write_bytes(b"abd")
@@ -35,11 +39,7 @@ def test_damaged_entry_is_rebuilt(tmp_path, monkeypatch):
 
 def test_concurrent_builders_build_once(tmp_path, monkeypatch):
     monkeypatch.setenv("ABLATE_STORE", str(tmp_path))
-    calls = []
-
-    def build(folder):
-        calls.append(1)
-        (folder / "x.bin").write_bytes(b"abc")
+    build, calls = counting_builder()
 
     threads = [threading.Thread(target=store.get_or_build, args=("thing", {"k": 3}, build)) for _ in range(4)]
     for t in threads:

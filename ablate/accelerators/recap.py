@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 
 from ablate.accelerators.kv_reuse import KVReuse
 from ablate.errors import AblateError

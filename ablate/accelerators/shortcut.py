@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 
 from ablate.accelerators.base import Accelerator
 from ablate.errors import AblateError

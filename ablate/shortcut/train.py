@@ -37,7 +37,6 @@ class TrainConfig:
 
 def pair_inputs(data: dict, img, br, s):
     """Teacher pair at step s -> s+1: (f_s, new tokens, positions, mask ratio after s, f_{s+1}, masked after s)."""
-    feats = data["features"][img, br]  # (b, N, L, d)
     order = data["order"][img]  # (b, L)
     tokens = data["tokens"][img]
     committed = order == s[:, None]

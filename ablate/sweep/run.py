@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import time
-import traceback
 from dataclasses import asdict
 from typing import Optional
 

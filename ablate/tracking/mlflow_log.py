@@ -8,14 +8,12 @@ would leak into Ray workers).
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
