@@ -50,19 +50,27 @@ def cmd_sample(args) -> int:
     from ablate.sampling import MaskGITSampler, SamplerConfig
     from ablate.sampling.sampler import balanced_labels
 
+    from ablate.device import autocast_dtype, check_precision, resolve_device
+    from ablate.models.select import check_base, check_method, load_base
+
     if args.n < 1:
         raise AblateError(f"--n: must be at least 1, got {args.n}")
+    check_precision(args.precision)
+    check_method(args.method, check_base(args.base))
+    dev = resolve_device(args.device)
     acc = accelerators.build(args.method, steps=args.steps, budget=args.budget, **accelerators.parse_knobs(args.knob))
     bundle = pretrained.load(args.dataset)
+    base = load_base(args.base, bundle, dev)
     sampler = MaskGITSampler(
-        bundle.base, SamplerConfig(steps=acc.steps, cfg_w=args.cfg_w, r_temp=args.r_temp, sm_temp=args.sm_temp)
+        base, SamplerConfig(steps=acc.steps, cfg_w=args.cfg_w, r_temp=args.r_temp, sm_temp=args.sm_temp),
+        amp_dtype=autocast_dtype(dev, args.precision, base),
     )
-    labels = balanced_labels(args.n, bundle.base.num_classes)
+    labels = balanced_labels(args.n, base.num_classes)
     t = time.perf_counter()
     out = sampler.generate(labels, seed=args.seed, batch_size=args.batch_size, accelerator=acc)
     seconds = time.perf_counter() - t
-    images = bundle.decode(out.tokens)
-    path = save_grid(images, labels, bundle.base.num_classes, Path(args.out))
+    images = bundle.decode(out.tokens.cpu())
+    path = save_grid(images, labels, base.num_classes, Path(args.out))
     with torch.no_grad():
         acc_cls = (bundle.classifier.predict(images.float() / 255.0) == labels).float().mean().item()
     print(
@@ -77,13 +85,34 @@ def cmd_train_shortcut(args) -> int:
 
     from ablate import accelerators, pretrained
 
+    from ablate.device import resolve_device
+    from ablate.models.select import load_base
+
     knobs = accelerators.parse_knobs(args.knob)
     acc = accelerators.build("shortcut", steps=args.traj_steps, **{"traj_steps": args.traj_steps, **knobs})
+    dev = resolve_device(args.device)
     bundle = pretrained.load(args.dataset)
+    base = load_base(args.base, bundle, dev)
     t = time.perf_counter()
-    acc.prepare(bundle.base)
+    acc.prepare(base)
     stats = acc.meta.get("stats", {})
     print(json.dumps({"shortcut": acc.describe(), "stats": stats, "seconds": round(time.perf_counter() - t, 1)}, indent=2))
+    return 0
+
+
+def cmd_train_mlm(args) -> int:
+    import torch
+
+    from ablate.data import check_dataset
+    from ablate.models.hf_train import MLMConfig, apply_overrides, train_mlm
+
+    check_dataset(args.dataset)
+    cfg = apply_overrides(MLMConfig(), args.set)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = " ".join(["python -m ablate train-mlm", f"--dataset {args.dataset}", f"--out {args.out}",
+                        f"--threads {torch.get_num_threads()}", *[f"--set {o}" for o in args.set]])
+    train_mlm(args.dataset, Path(args.out), cfg, command=command)
     return 0
 
 
@@ -91,11 +120,35 @@ def cmd_sweep(args) -> int:
     from ablate.sweep.run import run_sweep
     from ablate.sweep.space import load_space
 
-    space = load_space(args.space)
+    space = load_space(args.space, device=args.device)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise AblateError(f"--max-concurrent: must be at least 1, got {args.max_concurrent}")
     run_sweep(space, experiment=args.experiment, tracking_uri=args.tracking_uri, ray_address=args.ray_address,
-              max_concurrent=args.max_concurrent, resume=args.resume, dry_run=args.dry_run)
+              max_concurrent=args.max_concurrent, resume=args.resume, dry_run=args.dry_run,
+              report=not args.no_report)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from analysis.report import report
+
+    refs = {}
+    for item in args.hv_ref:
+        name, _, value = item.partition("=")
+        try:
+            refs[name] = float(value)
+        except ValueError:
+            raise AblateError(f"--hv-ref: expected MEASURE=NUMBER, got {item!r}") from None
+    rep = report(args.experiment or ([] if args.parent else ["default"]), args.tracking_uri or [None],
+                 parents=args.parent, out=Path(args.out) if args.out else None, budget=args.budget,
+                 hv_refs=refs, log_artifacts=not args.no_log, echo=print)
+    for note in rep.notes:
+        print(f"note: {note}", file=sys.stderr)
+    figures = sorted({f.stem for f in rep.files if f.suffix == ".png"})
+    print(f"wrote {len(rep.files)} files to {rep.out}: figures {', '.join(figures) or 'none'}; "
+          f"tables {', '.join(sorted(f.name for f in rep.files if f.suffix == '.md' and f.name != 'README.md'))}")
+    if rep.logged_to:
+        print(f"logged under report/ to parent run(s) {', '.join(rep.logged_to)}")
     return 0
 
 
@@ -122,10 +175,22 @@ def _sampling_args(s: argparse.ArgumentParser) -> None:
                    help="a knob of the method, e.g. order=2, cache_ratio=0.8, n_block=2, use_tokens=false (repeatable)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--dataset", default="mnist")
-    s.add_argument("--cfg-w", type=float, default=2.0, help="classifier-free guidance weight")
+    s.add_argument("--cfg-w", type=float, default=1.0, help="classifier-free guidance weight")
     s.add_argument("--r-temp", type=float, default=7.0, help="Gumbel noise on confidences")
     s.add_argument("--sm-temp", type=float, default=1.0, help="softmax temperature multiplier")
     s.add_argument("--batch-size", type=int, default=250)
+    _device_args(s)
+
+
+def _device_args(s: argparse.ArgumentParser, precision: bool = True) -> None:
+    """Base model and device options shared by the commands that run the base model."""
+    s.add_argument("--base", default=None, metavar="native|hf:PATH",
+                   help="base model: the dataset's native MaskGIT (default) or a local transformers masked-LM folder "
+                        "(hf:PATH, or hf:NAME under ablate/weights/, e.g. hf:mnist-bert)")
+    s.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (cuda when available; default)")
+    if precision:
+        s.add_argument("--precision", default="auto",
+                       help="autocast of the base model on a GPU: auto (bf16, else fp16) | fp32 | bf16 | fp16")
 
 
 def cmd_eval(args) -> int:
@@ -147,6 +212,9 @@ def cmd_eval(args) -> int:
         cfg_w=args.cfg_w,
         r_temp=args.r_temp,
         sm_temp=args.sm_temp,
+        base=args.base,
+        device=args.device,
+        precision=args.precision,
     )
     result = evaluate(cfg, save_samples=Path(args.save_samples) if args.save_samples else None)
     print(format_table(result))
@@ -190,7 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="shortcut knobs: n_block, use_tokens, bottleneck, time_embed, train_steps, rollout, "
                         "kl_weight, traj_images (repeatable)")
+    _device_args(s, precision=False)
     s.set_defaults(func=cmd_train_shortcut)
+
+    s = sub.add_parser("train-mlm", help="train a small BERT masked LM on a dataset's tokens (a transformers base)")
+    s.add_argument("--dataset", default="mnist")
+    s.add_argument("--out", required=True, help="folder to write (save_pretrained + ablate.json + manifest.json)")
+    s.add_argument("--threads", type=int, default=0, help="torch threads (bit-for-bit retraining needs the same count)")
+    s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="layers, hidden, heads, intermediate, steps, batch_size, lr, weight_decay, warmup, label_drop, "
+                        "seed (repeatable)")
+    s.set_defaults(func=cmd_train_mlm)
 
     s = sub.add_parser("sweep", help="run a search space with Ray Tune, tracked in MLflow (the main job)")
     s.add_argument("space", nargs="?", default="default", help="a YAML file or a name in search_spaces/ (default: default)")
@@ -200,7 +278,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tracking-uri", default=None, help="MLflow URI (default sqlite:///runs/mlflow.db)")
     s.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: a local one)")
     s.add_argument("--max-concurrent", type=int, default=None, help="trials at a time")
+    s.add_argument("--device", default=None,
+                   help="trial device (default: the space's `device`, auto = cuda when resources.gpu > 0)")
+    s.add_argument("--no-report", action="store_true", help="skip the figures and tables at the end of the sweep")
     s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("report", help="figures (Pareto, ablations, feature error, samples) and tables from MLflow runs")
+    s.add_argument("--experiment", action="extend", nargs="+", default=[], metavar="NAME",
+                   help="experiment(s) to combine (repeatable; default: default)")
+    s.add_argument("--tracking-uri", action="extend", nargs="+", default=[], metavar="URI",
+                   help="MLflow store(s); each experiment is looked up in each (default sqlite:///runs/mlflow.db)")
+    s.add_argument("--parent", action="extend", nargs="+", default=[], metavar="RUN_ID",
+                   help="only the trials of these sweep parent runs")
+    s.add_argument("--out", default=None, help="folder to write (default results/EXPERIMENT[+EXPERIMENT...])")
+    s.add_argument("--budget", type=int, default=None,
+                   help="B of the feature-error figure and sample sheet (default: the most shared budget)")
+    s.add_argument("--hv-ref", action="append", default=[], metavar="MEASURE=VALUE",
+                   help="hypervolume reference point, e.g. fid=60 (default: speedups 1, others worst seen + 10%%)")
+    s.add_argument("--no-log", action="store_true", help="do not log the report as artifacts of the parent run(s)")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("ui", help="the MLflow UI on the sweeps' store (127.0.0.1)")
     s.add_argument("--tracking-uri", default=None)

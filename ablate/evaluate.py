@@ -14,9 +14,11 @@ import torch
 
 from ablate import accelerators, pretrained
 from ablate.data import check_dataset, dataset_key, load_dataset
+from ablate.device import autocast_dtype, check_device, check_precision, describe, resolve_device
 from ablate.errors import AblateError
 from ablate.metrics import cost, quality
 from ablate.metrics.feature_error import feature_error
+from ablate.models.select import check_base, check_method, load_base
 from ablate.sampling import MaskGITSampler, SamplerConfig
 from ablate.sampling.sampler import balanced_labels, batch_seed
 
@@ -32,11 +34,14 @@ class EvalConfig:
     seed: int = 0
     extractor: str = "classifier"
     batch_size: int = 250
-    cfg_w: float = 2.0
+    cfg_w: float = 1.0
     r_temp: float = 7.0
     sm_temp: float = 1.0
     flops_images: int = 2  # FLOPs per image do not depend on the batch; a small one is enough
     feature_error_images: int = 32
+    base: Optional[str] = None  # None/"native": the dataset's MaskGIT; "hf:PATH": a transformers masked LM
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto
+    precision: str = "auto"  # autocast on GPUs: auto (bf16, else fp16) | fp32 | bf16 | fp16; CPU runs fp32
 
 
 def validate(cfg: EvalConfig) -> None:
@@ -47,6 +52,10 @@ def validate(cfg: EvalConfig) -> None:
         raise AblateError(f"n_samples: need at least 2 samples for FID/KID, got {cfg.n_samples}")
     if cfg.batch_size < 1:
         raise AblateError(f"batch_size: must be at least 1, got {cfg.batch_size}")
+    check_device(cfg.device)
+    check_precision(cfg.precision)
+    check_base(cfg.base)
+    check_method(cfg.method, cfg.base)
 
 
 def save_pngs(images: torch.Tensor, labels: torch.Tensor, folder: Path) -> None:
@@ -64,19 +73,22 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
     """
     validate(cfg)
     t_start = time.perf_counter()
+    dev = resolve_device(cfg.device)
     acc = accelerators.build(cfg.method, steps=cfg.steps, budget=cfg.budget, **cfg.knobs)
     bundle = pretrained.load(cfg.dataset)
+    base = load_base(cfg.base, bundle, dev)  # the tokenizer and classifier stay on the CPU
+    amp = autocast_dtype(dev, cfg.precision, base)
     # acc.steps: the steps the sampler really runs (step_reduction runs B of them)
-    sampler = MaskGITSampler(bundle.base, SamplerConfig(acc.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp))
-    labels = balanced_labels(cfg.n_samples, bundle.base.num_classes)
+    sampler = MaskGITSampler(base, SamplerConfig(acc.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp), amp_dtype=amp)
+    labels = balanced_labels(cfg.n_samples, base.num_classes)
     if hasattr(acc, "prepare"):  # a learned accelerator loads (or trains) before anything is timed
-        acc.prepare(bundle.base)
+        acc.prepare(base)
 
     # Warm-up (allocator, kernels), then every generation batch is timed.
     sampler.sample(labels[:2], torch.Generator().manual_seed(batch_seed(cfg.seed, 10**6)), acc)
     batch_times: list = []
     out = sampler.generate(labels, cfg.seed, cfg.batch_size, acc, batch_times=batch_times)
-    images, decode_s = cost.timed(bundle.decode, out.tokens)
+    images, decode_s = cost.timed(bundle.decode, out.tokens.cpu())
 
     flops = cost.count_flops(
         sampler, labels[: cfg.flops_images], torch.Generator().manual_seed(batch_seed(cfg.seed, 0)), acc
@@ -85,11 +97,11 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
     reference = load_dataset(cfg.dataset).split(man["held_out"], seed=man["seed"])[0]
     tag = f"{dataset_key(cfg.dataset)}-train-s{man['seed']}-h{man['held_out']}"
     t_q = time.perf_counter()
-    measures = quality.quality(images, reference.images, bundle, cfg.extractor, tag)
+    measures = quality.quality(images, reference.images, bundle, cfg.extractor, tag, device=dev)
     measures["class_acc"] = quality.class_accuracy(images, labels, bundle)
     quality_s = time.perf_counter() - t_q
 
-    vanilla_sampler = MaskGITSampler(bundle.base, SamplerConfig(cfg.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp))
+    vanilla_sampler = MaskGITSampler(base, SamplerConfig(cfg.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp), amp_dtype=amp)
     per_step = feature_error(vanilla_sampler, labels[: cfg.feature_error_images], batch_seed(cfg.seed, 0), acc)
     latency = cost.median_ms_per_image(batch_times)
     measures.update(
@@ -98,8 +110,8 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
         latency_batch_size=min(cfg.batch_size, cfg.n_samples),
         decode_ms_per_image=1000.0 * decode_s / len(images),
         **flops.as_measures(),
-        params=cost.num_params(bundle.base) + acc.num_params(),
-        base_params=cost.num_params(bundle.base),
+        params=cost.num_params(base) + acc.num_params(),
+        base_params=cost.num_params(base),
         accel_params=acc.num_params(),
         sample_seconds=sum(s for s, _ in batch_times),
         quality_seconds=quality_s,
@@ -115,6 +127,8 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
         "config": asdict(cfg),
         "accelerator": acc.describe(),
         "full_steps": out.full_steps,
+        "device": describe(dev),
+        "precision": str(amp).removeprefix("torch.") if amp is not None else "float32",
         "measures": measures,
         "per_step": per_step,
     }
@@ -131,5 +145,6 @@ def format_table(result: dict) -> str:
     rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in result["measures"].items()]
     width = max(len(k) for k, _ in rows)
     c = result["config"]
-    head = f"{c['method']} N={c['steps']} B={c['budget'] or c['steps']} n={c['n_samples']} seed={c['seed']} ({c['extractor']})"
+    where = ", ".join(x for x in (c["extractor"], result.get("device"), result.get("precision"), c.get("base")) if x)
+    head = f"{c['method']} N={c['steps']} B={c['budget'] or c['steps']} n={c['n_samples']} seed={c['seed']} ({where})"
     return "\n".join([head] + [f"  {k:<{width}}  {v}" for k, v in rows])

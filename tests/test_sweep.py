@@ -80,8 +80,9 @@ def test_smoke_sweep_end_to_end(tmp_path):
         assert r.data.tags["ablate.git_commit"] and r.data.tags["ablate.config_hash"]
         arts = {a.path for a in c.list_artifacts(r.info.run_id)}
         assert {"samples.png", "feature_error.png", "trial_config.json"} <= arts
-        history = c.get_metric_history(r.info.run_id, "feature_mse")
-        assert sorted(h.step for h in history)[-1] == 7  # one value per step of N = 8
+        history = c.get_metric_history(r.info.run_id, "feature_mse_step")
+        assert sorted(h.step for h in history) == list(range(8))  # one value per step of N = 8
+        assert abs(m["feature_mse"] - sum(h.value for h in history) / 8) < 1e-6  # the measure is their mean
     fc = next(r for r in children if r.info.run_name.startswith("feature_cache"))
     assert fc.data.metrics["speedup_flops"] > 2.5  # 2 of 8 steps run the base model
     assert "knobs.order" in next(r for r in children if r.info.run_name.startswith("taylor")).data.params
@@ -183,3 +184,38 @@ def test_cluster_path(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         subprocess.run([str(bin_dir / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+OPTUNA = """
+name: optuna_smoke
+dataset: mnist
+steps: 6
+eval: {n_samples: 20, batch_size: 20, seeds: [0]}
+resources: {cpu: 1}
+search: optuna
+objectives: [{metric: fid, mode: min}, {metric: speedup_flops, mode: max}]
+references: [6]
+optuna:
+  method: taylor
+  num_samples: 3
+  budget: {int: [2, 5]}
+  knobs:
+    order: {choice: [0, 1, 2]}
+"""
+
+
+@pytest.mark.slow
+def test_optuna_multi_objective_sweep(tmp_path):
+    """search: optuna runs Ray Tune's OptunaSearch with two objectives; every suggestion is a run."""
+    space = write_space(tmp_path, OPTUNA)
+    out = run_cli(["sweep", str(space), "--max-concurrent", "1", "--no-report"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    c, runs = runs_of(uri, "optuna_smoke")
+    children = [r for r in runs if r.data.tags.get("ablate.role") == "trial"]
+    taylor = [r for r in children if r.data.params["method"] == "taylor"]
+    assert len(taylor) == 3 and all(r.info.status == "FINISHED" for r in taylor)
+    for r in taylor:
+        assert 2 <= int(r.data.params["budget"]) <= 5 and r.data.params["knobs.order"] in {"0", "1", "2"}
+        assert {"fid", "speedup_flops"} <= set(r.data.metrics)
+    assert any(r.data.params["method"] == "vanilla" for r in children)  # the reference for speedups

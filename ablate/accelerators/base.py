@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 class Accelerator:
     name = "base"
+    # True: cheap steps run the base model on some positions against cached K/V (forward(positions=,
+    # kv_cache=, return_kv=)), which only a base with `supports_positions` offers (the native model).
+    position_level = False
 
     def __init__(self, steps: int, budget: Optional[int] = None):
         budget = steps if budget is None else budget

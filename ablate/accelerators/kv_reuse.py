@@ -14,6 +14,7 @@ from ablate.accelerators.base import Accelerator
 
 class KVReuse(Accelerator):
     name = "kv_reuse"
+    position_level = True
 
     def begin(self, model, batch_size):
         self.kv = self.logits = self.feature = None

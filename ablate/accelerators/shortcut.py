@@ -29,8 +29,8 @@ class ShortcutAccelerator(Accelerator):
         use_tokens: bool = True,
         bottleneck: int = 2,
         time_embed: bool = True,
-        train_steps: int = 1500,
-        rollout: int = 1,
+        train_steps: int = 2000,
+        rollout: int = 2,
         kl_weight: float = 0.0,
         traj_images: int = 1200,
         traj_steps: int = 16,
@@ -57,7 +57,13 @@ class ShortcutAccelerator(Accelerator):
     def prepare(self, model, log=print) -> None:
         """Load (or train) the shortcut for this base model; begin() does it on first use."""
         if self.net is None:
+            from ablate.models.protocol import token_table
             from ablate.shortcut.cache import load_or_train
+
+            width = token_table(model).shape[1]
+            if width != model.dim:
+                raise AblateError(f"method: shortcut embeds new tokens with the base's token embedding, whose width "
+                                  f"({width}) must equal the feature width ({model.dim})")
 
             self.net, self.meta = load_or_train(model, self.sc_cfg, self.train_cfg, self.checkpoint, log=log)
 

@@ -8,14 +8,13 @@ generation batch after a warm-up (median per image); VQ decoding is timed apart.
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass, field
 
 import torch
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from ablate.device import synchronize
+from ablate.device import Timer, synchronize
 
 # torch counts fused attention on GPUs but not the CPU kernel; without this, attention would be free here.
 _CPU_SDPA = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
@@ -69,12 +68,11 @@ def median_ms_per_image(batch_seconds: list[tuple[float, int]]) -> float:
 
 
 def timed(fn, *args, device=None, **kw):
-    """Run fn and return (result, seconds), synchronizing the GPU around it."""
+    """Run fn and return (result, seconds): CUDA events on a GPU (after a sync), perf_counter on a CPU."""
     synchronize(device)
-    t = time.perf_counter()
-    out = fn(*args, **kw)
-    synchronize(device)
-    return out, time.perf_counter() - t
+    with Timer(device) as timer:
+        out = fn(*args, **kw)
+    return out, timer.seconds
 
 
 def num_params(*modules) -> int:

@@ -166,12 +166,13 @@ def reference_cache_name(name: str, bundle, reference_tag: str) -> str:
     return f"ablate-{reference_tag}-{name}-{weights}"
 
 
-def fidelity_kwargs(name: str, bundle, n_samples: int, n_reference: int) -> dict:
+def fidelity_kwargs(name: str, bundle, n_samples: int, n_reference: int, device=None) -> dict:
+    """torch-fidelity's options; the feature network runs on the GPU when `device` is a CUDA device."""
     register()
     return dict(
         feature_extractor=_FIDELITY_NAMES[name],
         feature_extractor_weights_path=_weights_path(name, bundle),
-        cuda=False,
+        cuda=device is not None and torch.device(device).type == "cuda",
         verbose=False,
         save_cpu_ram=True,  # no DataLoader worker processes
         batch_size=200,
@@ -183,13 +184,13 @@ def fidelity_kwargs(name: str, bundle, n_samples: int, n_reference: int) -> dict
 
 
 def quality(
-    samples: torch.Tensor, reference: torch.Tensor, bundle, extractor: str, reference_tag: str
+    samples: torch.Tensor, reference: torch.Tensor, bundle, extractor: str, reference_tag: str, device=None
 ) -> dict[str, float]:
-    """fid, kid_mean, kid_std, precision, recall of uint8 `samples` against uint8 `reference`."""
+    """fid, kid_mean, kid_std, precision, recall of uint8 `samples` against uint8 `reference` (features on `device`)."""
     check_extractor(extractor)
     if len(samples) < 2:
         raise AblateError(f"n_samples: quality needs at least 2 samples, got {len(samples)}")
-    kw = fidelity_kwargs(extractor, bundle, len(samples), len(reference))
+    kw = fidelity_kwargs(extractor, bundle, len(samples), len(reference), device)
     os.makedirs(kw["cache_root"], exist_ok=True)
     m = torch_fidelity.calculate_metrics(
         input1=UInt8Images(samples),

@@ -61,6 +61,8 @@ class Block(nn.Module):
 
 
 class MaskGIT(nn.Module):
+    supports_positions = True  # forward(positions=, kv_cache=, return_kv=) for ml_cache / recap
+
     def __init__(self, cfg: MaskGITConfig):
         super().__init__()
         self.cfg = cfg

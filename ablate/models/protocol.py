@@ -37,3 +37,16 @@ class BaseModel(Protocol):
     def token_embedding(self, tokens: torch.Tensor) -> torch.Tensor: ...
 
     def position_embedding(self) -> torch.Tensor: ...
+
+
+def token_table(base) -> torch.Tensor:
+    """(vocab_size + 1, d) fp32: the base's embedding of every image token id and of the mask id.
+
+    What the shortcut copies (frozen) to embed newly sampled tokens; for the native model it is exactly
+    `tok_emb.weight`, for an adapter whatever its `token_embedding` maps image ids to.
+    """
+    from ablate.device import model_device
+
+    ids = torch.arange(base.vocab_size + 1, device=model_device(base))
+    with torch.no_grad():
+        return base.token_embedding(ids).float()

@@ -31,16 +31,14 @@ def random_mask(codes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return rank < n_mask[:, None]
 
 
-def train_maskgit(
-    codes: torch.Tensor, labels: torch.Tensor, model_cfg: MaskGITConfig, cfg: BaseTrainConfig, desc: str = "base model"
-) -> MaskGIT:
-    """codes (N, L) int64 token grids of the training images, labels (N,)."""
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = MaskGIT(model_cfg)
+def adamw_warmup_cosine(model, cfg, no_decay_key: str):
+    """AdamW (no weight decay on biases, norms and embeddings) with linear warm-up then cosine decay.
+
+    cfg needs lr, weight_decay, warmup and steps; shared by the native and the transformers trainers.
+    """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (no_decay if p.dim() < 2 or "emb" in name else decay).append(p)
+        (no_decay if p.dim() < 2 or no_decay_key in name else decay).append(p)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
@@ -53,7 +51,17 @@ def train_maskgit(
         t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
         return 0.5 * (1 + math.cos(math.pi * t))
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+
+
+def train_maskgit(
+    codes: torch.Tensor, labels: torch.Tensor, model_cfg: MaskGITConfig, cfg: BaseTrainConfig, desc: str = "base model"
+) -> MaskGIT:
+    """codes (N, L) int64 token grids of the training images, labels (N,)."""
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = MaskGIT(model_cfg)
+    opt, sched = adamw_warmup_cosine(model, cfg, no_decay_key="emb")
     model.train()
     bar = progress(range(cfg.steps), desc=desc)
     for step in bar:

@@ -5,18 +5,19 @@ accelerator otherwise) -> CFG with weight w*i/(N-1) -> sample every masked posit
 softmax(logits*sm_temp) -> confidence = log p + r_temp*(1-i/(N-1))*Gumbel -> commit the top-k.
 
 All randomness comes from one generator seeded per batch and is drawn in the same shapes at every
-step whatever the method, so methods are compared on identical labels and noise.
+step whatever the method, so methods are compared on identical labels and noise. The generator is a CPU
+one whatever the device (noise is moved to the model's device), so a seed means the same noise on
+CPU and GPU; the model and accelerator calls run under autocast when `amp_dtype` is given.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 import torch
 
-from ablate.device import synchronize
+from ablate.device import Timer, autocast, model_device
 from ablate.sampling.schedule import mask_schedule
 
 if TYPE_CHECKING:  # accelerators import the schedule from this package; avoid the cycle at run time
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # accelerators import the schedule from this package; avoid t
 @dataclass(frozen=True)
 class SamplerConfig:
     steps: int = 16
-    cfg_w: float = 2.0  # guidance weight at the last step (ramped linearly from 0)
+    cfg_w: float = 1.0  # guidance weight at the last step (ramped linearly from 0)
     r_temp: float = 7.0  # Gumbel noise on confidences at step 0 (annealed to 0)
     sm_temp: float = 1.0  # softmax temperature multiplier on logits
     schedule: str = "arccos"
@@ -80,16 +81,21 @@ class SampleOutput:
 Hook = Callable[[StepState, StepOutput], None]
 
 
-def _gumbel(shape, gen: torch.Generator) -> torch.Tensor:
+def _gumbel(shape, gen: torch.Generator, device=None) -> torch.Tensor:
+    """Drawn from the CPU generator, then moved: the same seed gives the same noise on every device."""
     u = torch.rand(shape, generator=gen).clamp_(1e-20, 1.0)
-    return -torch.log((-torch.log(u)).clamp_min(1e-20))
+    g = -torch.log((-torch.log(u)).clamp_min(1e-20))
+    return g if device is None else g.to(device)
 
 
 class MaskGITSampler:
-    def __init__(self, model, cfg: SamplerConfig):
+    def __init__(self, model, cfg: SamplerConfig, amp_dtype: Optional[torch.dtype] = None):
+        """Runs on the model's device; amp_dtype: autocast dtype of the model/accelerator calls (None = fp32)."""
         self.model = model
         self.cfg = cfg
         self.counts = mask_schedule(cfg.steps, model.seq_len, cfg.schedule)
+        self.device = model_device(model)
+        self.amp_dtype = amp_dtype
 
     def guidance(self, step: int) -> float:
         n = self.cfg.steps
@@ -111,9 +117,11 @@ class MaskGITSampler:
             raise ValueError(f"accelerator built for {acc.steps} steps, sampler runs {cfg.steps}")
         hooks = list(hooks)
         b, L = labels.shape[0], model.seq_len
-        tokens = torch.full((b, L), model.mask_id, dtype=torch.long)
-        order = torch.full((b, L), -1, dtype=torch.long)
-        committed_prev = torch.zeros(b, L, dtype=torch.bool)
+        dev = self.device
+        labels = labels.to(dev)
+        tokens = torch.full((b, L), model.mask_id, dtype=torch.long, device=dev)
+        order = torch.full((b, L), -1, dtype=torch.long, device=dev)
+        committed_prev = torch.zeros(b, L, dtype=torch.bool, device=dev)
         branches = 2 if cfg.cfg_w != 0 else 1
         acc.begin(model, b)
         done_full = []
@@ -121,11 +129,13 @@ class MaskGITSampler:
             mask = tokens == model.mask_id
             state = StepState(i, cfg.steps, tokens, labels, mask, committed_prev, model.mask_id, model.num_classes, branches)
             state.is_full = acc.is_full(state)
+            with autocast(dev, self.amp_dtype):
+                if state.is_full:
+                    logits2, feature2 = acc.full_step(model, state)
+                else:
+                    logits2, feature2 = acc.skip_step(model, state)
             if state.is_full:
-                logits2, feature2 = acc.full_step(model, state)
                 done_full.append(i)
-            else:
-                logits2, feature2 = acc.skip_step(model, state)
             if branches == 2:
                 cond, uncond = logits2.float().chunk(2)
                 w = self.guidance(i)
@@ -133,10 +143,10 @@ class MaskGITSampler:
             else:
                 logits = logits2.float()
             logp = torch.log_softmax(logits * cfg.sm_temp, dim=-1)
-            sampled = (logp + _gumbel(logp.shape, generator)).argmax(-1)  # Gumbel-max = categorical sample
+            sampled = (logp + _gumbel(logp.shape, generator, dev)).argmax(-1)  # Gumbel-max = categorical sample
             conf = logp.gather(-1, sampled[..., None]).squeeze(-1)
             noise_scale = cfg.r_temp * (1 - i / (cfg.steps - 1)) if cfg.steps > 1 else 0.0
-            conf = conf + noise_scale * _gumbel(conf.shape, generator)
+            conf = conf + noise_scale * _gumbel(conf.shape, generator, dev)
             conf = conf.masked_fill(~mask, float("-inf"))
             k = min(self.counts[i], L)
             top = conf.topk(k, dim=-1).indices
@@ -165,11 +175,10 @@ class MaskGITSampler:
         tokens, order, full = [], [], []
         for j, start in enumerate(range(0, len(labels), batch_size)):
             gen = torch.Generator().manual_seed(batch_seed(seed, j))
-            t = time.perf_counter()
-            out = self.sample(labels[start : start + batch_size], gen, accelerator, hooks)
+            with Timer(self.device) as timer:  # CUDA events on a GPU, perf_counter on a CPU
+                out = self.sample(labels[start : start + batch_size], gen, accelerator, hooks)
             if batch_times is not None:
-                synchronize()
-                batch_times.append((time.perf_counter() - t, len(out.tokens)))
+                batch_times.append((timer.seconds, len(out.tokens)))
             tokens.append(out.tokens)
             order.append(out.order)
             full = out.full_steps

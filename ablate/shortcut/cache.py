@@ -16,7 +16,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ablate import store
+from ablate.device import model_device
 from ablate.errors import AblateError
+from ablate.models.protocol import token_table
 from ablate.shortcut.model import Shortcut, ShortcutConfig
 from ablate.shortcut.train import TrainConfig, train_shortcut
 from ablate.shortcut.trajectories import Trajectories, record
@@ -25,7 +27,12 @@ WEIGHTS, META = "shortcut.safetensors", "meta.json"
 
 
 def base_hash(base: torch.nn.Module) -> str:
-    """sha256 of the base model's weights: a shortcut is only valid for the features it was trained on."""
+    """sha256 of the base model's weights: a shortcut is only valid for the features it was trained on.
+
+    A base with a `weights_hash()` (the transformers adapter: digests of its files) supplies its own.
+    """
+    if hasattr(base, "weights_hash"):
+        return base.weights_hash()
     h = hashlib.sha256()
     for name, t in base.state_dict().items():
         h.update(name.encode())
@@ -58,9 +65,9 @@ def load(path: Path, base) -> tuple[Shortcut, dict]:
     meta = json.loads((folder / META).read_text())
     if meta.get("base_hash") != base_hash(base):
         raise AblateError(f"checkpoint: {path} was trained for another base model; retrain it for this one")
-    net = Shortcut(ShortcutConfig(**meta["shortcut"]), base.tok_emb.weight, base.position_embedding())
+    net = Shortcut(ShortcutConfig(**meta["shortcut"]), token_table(base), base.position_embedding())
     net.load_state_dict(load_file(str(folder / WEIGHTS)))
-    return net.eval().requires_grad_(False), meta
+    return net.to(model_device(base)).eval().requires_grad_(False), meta
 
 
 def load_or_train(base, sc_cfg: ShortcutConfig, cfg: TrainConfig, checkpoint: Optional[str] = None, log=print):

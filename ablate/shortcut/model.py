@@ -6,7 +6,9 @@ pre-LN; LayerNorm -> Linear -> GELU -> LayerNorm; adaptive scale/shift from a si
 embedding of mask_ratio*1000; d/r -> d, zero-initialised so an untrained shortcut is feature caching.
 
 Ablations: use_tokens=False drops the cross-attention and the token input; time_embed=False drops
-the scale/shift; n_block=0 has no attention at all (new tokens are then added at their positions).
+the scale/shift; n_block=0 has no attention at all: the new tokens' embeddings are then averaged and
+added to every position (a position-wise model cannot otherwise see them at the masked positions,
+which are the only ones the loss and the sampler look at).
 """
 
 from __future__ import annotations
@@ -81,8 +83,8 @@ class Shortcut(nn.Module):
         self.cfg = cfg
         d = tok_emb.shape[1]
         w = d // cfg.bottleneck
-        self.register_buffer("tok_emb", tok_emb.detach().clone())
-        self.register_buffer("pos_emb", pos_emb.detach().clone())
+        self.register_buffer("tok_emb", tok_emb.detach().float().clone())
+        self.register_buffer("pos_emb", pos_emb.detach().float().clone())
         self.inp = nn.Linear(d, w)
         self.tok_in = nn.Linear(d, w) if cfg.use_tokens else None
         self.blocks = nn.ModuleList(_Block(w, cfg) for _ in range(cfg.n_block))
@@ -104,8 +106,8 @@ class Shortcut(nn.Module):
         ctx = None
         if self.tok_in is not None and new_tokens.shape[1] > 0:
             ctx = self.tok_in(self.tok_emb[new_tokens] + self.pos_emb[new_positions])
-            if not self.blocks:  # no attention: add each new token at its own position
-                x = x.scatter_add(1, new_positions[..., None].expand(-1, -1, x.shape[-1]), ctx)
+            if not self.blocks:  # no attention: a pooled summary of the new tokens, at every position
+                x = x + ctx.mean(1, keepdim=True)
         for block in self.blocks:
             x = block(x, ctx)
         x = self.post(x)

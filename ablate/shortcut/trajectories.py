@@ -25,7 +25,7 @@ class TrajectoryConfig:
     steps: int = 16  # N_train
     shard_size: int = 100
     seed: int = 1234
-    cfg_w: float = 2.0
+    cfg_w: float = 1.0
     r_temp: float = 7.0
     sm_temp: float = 1.0
 
@@ -48,7 +48,8 @@ def record(base, cfg: TrajectoryConfig, out: Path) -> Path:
         res = sampler.sample(labels, gen, hooks=[hook])
         features = torch.stack(feats, dim=2).transpose(0, 1).contiguous()  # (n, branches, N, L, d)
         name = f"shard_{j:04d}.safetensors"
-        save_file({"features": features, "tokens": res.tokens, "order": res.order, "labels": labels}, str(out / name))
+        save_file({"features": features.cpu(), "tokens": res.tokens.cpu(), "order": res.order.cpu(), "labels": labels},
+                  str(out / name))
         shards.append(name)
     (out / "index.json").write_text(json.dumps({"config": asdict(cfg), "shards": shards}, indent=2))
     return out
@@ -68,16 +69,23 @@ class Trajectories:
         data["features"] = data["features"].float()
         return data
 
-    def batches(self, batch_size: int, rollout: int, gen: torch.Generator):
-        """Endless stream of (shard data, image idx, branch idx, start step) with room for `rollout` steps."""
+    def batches(self, batch_size: int, rollout: int, gen: torch.Generator, device=None):
+        """Endless stream of (shard data, image idx, branch idx, start step) with room for `rollout` steps.
+
+        Indices come from the CPU generator `gen` whatever the device; the shard and indices are moved there.
+        """
         N = self.cfg.steps
         while True:
             for i in torch.randperm(len(self.shards), generator=gen).tolist():
                 data = self.load(i)
+                if device is not None:
+                    data = {k: v.to(device) for k, v in data.items()}
                 n, branches = data["features"].shape[:2]
                 per_shard = max(1, n * branches * (N - 1) // batch_size)
                 for _ in range(per_shard):
                     img = torch.randint(0, n, (batch_size,), generator=gen)
                     br = torch.randint(0, branches, (batch_size,), generator=gen)
                     s = torch.randint(0, N - rollout, (batch_size,), generator=gen)
+                    if device is not None:
+                        img, br, s = img.to(device), br.to(device), s.to(device)
                     yield data, img, br, s

@@ -28,7 +28,9 @@ def _reference_trial(space: SearchSpace, seed: int) -> dict:
 
 
 def print_table(trials: list[dict]) -> None:
-    print(f"{len(trials)} trials")
+    where = trials[0].get("device", "cpu") if trials else "cpu"
+    base = trials[0].get("base") if trials else None
+    print(f"{len(trials)} trials on {where}" + (f", base {base}" if base else ""))
     print(f"{'run name':<34} {'method':<15} {'N':>3} {'B':>3} {'seed':>4}  knobs")
     for t in trials:
         b = t["budget"] if t["budget"] is not None else "-"
@@ -101,7 +103,7 @@ def _tune(space: SearchSpace, param_space: dict, logger, max_concurrent: Optiona
 
     from ablate.sweep.trial import trainable
 
-    trainable = tune.with_resources(trainable, {"cpu": space.resources.cpu, "gpu": space.resources.gpu})
+    trainable = tune.with_resources(trainable, space.trial_resources())  # a cuda trial asks for its GPU share
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -120,7 +122,7 @@ def _tune(space: SearchSpace, param_space: dict, logger, max_concurrent: Optiona
 
 def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri: Optional[str] = None,
               ray_address: Optional[str] = None, max_concurrent: Optional[int] = None, resume: bool = False,
-              dry_run: bool = False) -> dict:
+              dry_run: bool = False, report: bool = True) -> dict:
     seed0 = space.eval.seeds[0]
     reference = _reference_trial(space, seed0)
     trials = [asdict(t) for t in grid_trials(space)] if space.search == "grid" else []
@@ -179,7 +181,31 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
     tracker.end_parent(parent, FINISHED, summary)
     print(f"sweep {space.name}: {stats['finished']} finished, {stats['failed']} failed in {wall:.0f} s "
           f"(trials' own time {stats['trial_seconds']:.0f} s); MLflow: {tracker.uri} experiment {tracker.experiment!r}")
+    if report:
+        _report(tracker, parent)
     return {"parent_run_id": parent, "experiment_id": tracker.experiment_id, **summary}
+
+
+def _report(tracker: Tracker, parent: str) -> None:
+    """The sweep's figures and tables (analysis.report), next to its MLflow store and logged to its
+    parent run. The runs are already safe in MLflow, so a failing report is printed, never raised."""
+    from ablate.tracking.mlflow_log import default_tracking_uri
+
+    out = runs_dir() / "reports" / tracker.experiment
+    again = f"python -m ablate report --experiment {tracker.experiment}"
+    if tracker.uri != default_tracking_uri():
+        again += f" --tracking-uri {tracker.uri}"
+    try:
+        from analysis.report import report
+
+        rep = report([tracker.experiment], [tracker.uri], parents=[parent], out=out)
+        for note in rep.notes:
+            print(f"report note: {note}")
+        print(f"report: {len(rep.files)} files in {out} (also under report/ in the sweep's parent run); "
+              f"into results/: {again}")
+    except Exception as e:  # noqa: BLE001 - whatever goes wrong here must not fail a finished sweep
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(f"report failed ({type(e).__name__}: {first}); the sweep's runs are intact, retry with: {again}")
 
 
 def _grid(todo: list[dict]):

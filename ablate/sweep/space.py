@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from ablate import accelerators
 from ablate.data import check_dataset
@@ -36,10 +36,11 @@ class EvalSettings(_Strict):
     extractor: Literal["classifier", "inception"] = "classifier"
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     batch_size: int = Field(250, ge=1)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast on GPUs; CPU trials run fp32
 
 
 class SamplerSettings(_Strict):
-    cfg_w: float = 2.0
+    cfg_w: float = 1.0
     r_temp: float = 7.0
     sm_temp: float = 1.0
 
@@ -128,6 +129,8 @@ class OptunaSettings(_Strict):
 class SearchSpace(_Strict):
     name: str
     dataset: str = "mnist"
+    base: Optional[str] = None  # native (default) or hf:PATH, a local transformers masked LM (models/select.py)
+    device: Literal["cpu", "cuda", "auto"] = "auto"  # auto: cuda when resources.gpu > 0, else cpu
     steps: int = Field(16, ge=1)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     sampler: SamplerSettings = Field(default_factory=SamplerSettings)
@@ -147,6 +150,46 @@ class SearchSpace(_Strict):
             raise ValueError(str(e).split(": ", 1)[1]) from None
         return v
 
+    @field_validator("base")
+    @classmethod
+    def _base(cls, v):
+        from ablate.models.select import check_base
+
+        try:
+            return check_base(v)  # an absolute folder: Ray trials run in their own working directory
+        except AblateError as e:
+            raise ValueError(str(e).split(": ", 1)[1]) from None
+
+    @model_validator(mode="after")
+    def _gpu_when_cuda(self):
+        if self.device == "cuda" and self.resources.gpu <= 0:
+            raise ValueError("device: cuda needs resources.gpu > 0 (Ray hands a trial a GPU only when it asks for one)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """Fields added after sweeps were first run are left out at their defaults: the space's hash (what
+        --resume finds the sweep by) stays what it was."""
+        d = handler(self)
+        if isinstance(d, dict):
+            if d.get("base") is None:
+                d.pop("base", None)
+            if d.get("device") == "auto":
+                d.pop("device", None)
+            if isinstance(d.get("eval"), dict) and d["eval"].get("precision") == "auto":
+                d["eval"].pop("precision", None)
+        return d
+
+    def trial_device(self) -> str:
+        """Where each trial runs: cuda when asked (or auto with a GPU share in resources), else cpu."""
+        if self.device == "auto":
+            return "cuda" if self.resources.gpu > 0 else "cpu"
+        return self.device
+
+    def trial_resources(self) -> dict:
+        """What each trial asks Ray for; a cpu trial asks for no GPU share."""
+        return {"cpu": self.resources.cpu, "gpu": self.resources.gpu if self.trial_device() == "cuda" else 0.0}
+
     @model_validator(mode="after")
     def _search_has_space(self):
         if self.search == "grid" and not self.grid:
@@ -164,7 +207,8 @@ class SearchSpace(_Strict):
         return EvalConfig(
             dataset=self.dataset, method=method, steps=steps, budget=budget, knobs=dict(knobs),
             n_samples=self.eval.n_samples, seed=seed, extractor=self.eval.extractor,
-            batch_size=self.eval.batch_size, **self.sampler.model_dump(),
+            batch_size=self.eval.batch_size, base=self.base, device=self.trial_device(),
+            precision=self.eval.precision, **self.sampler.model_dump(),
         )
 
 
@@ -204,15 +248,21 @@ def grid_trials(space: SearchSpace) -> list[EvalConfig]:
 
 
 def _checked(space, field, method, steps, budget, knobs, seed) -> EvalConfig:
+    from ablate.models.select import check_method
+
     try:
         accelerators.build(method, steps=steps, budget=budget, **knobs)
+        check_method(method, space.base)
     except AblateError as e:
         raise AblateError(f"{field}.{e}") from None
     return space.eval_config(method, steps, budget, knobs, seed)
 
 
-def load_space(path: Union[str, Path]) -> SearchSpace:
-    """Read and validate a YAML search space; a one-line AblateError names the first bad field."""
+def load_space(path: Union[str, Path], device: Optional[str] = None) -> SearchSpace:
+    """Read and validate a YAML search space; a one-line AblateError names the first bad field.
+
+    device (the sweep's --device) overrides the space's `device`.
+    """
     path = Path(path)
     if not path.is_file():
         # a bare name: search_spaces/NAME.yaml here, or in the source checkout (editable install)
@@ -229,6 +279,8 @@ def load_space(path: Union[str, Path]) -> SearchSpace:
     if not isinstance(raw, dict):
         raise AblateError(f"space: {path} must hold a mapping at the top level")
     raw.setdefault("name", path.stem)
+    if device is not None:
+        raw["device"] = device
     try:
         space = SearchSpace.model_validate(raw)
     except ValidationError as e:

@@ -52,9 +52,14 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+# Trial fields added after sweeps were first run: left out of the key at their defaults, so a sweep
+# started before them still resumes.
+_KEY_DEFAULTS = {"base": None, "device": "cpu", "precision": "auto"}
+
+
 def trial_key(trial: dict) -> str:
     """Identity of a trial across invocations (what --resume matches on)."""
-    return config_hash(trial)[:16]
+    return config_hash({k: v for k, v in trial.items() if not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])})[:16]
 
 
 def run_name(trial: dict) -> str:
@@ -171,7 +176,8 @@ class Tracker:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        stepped = [Metric(k, float(v), ts, i) for k, vs in per_step.items() for i, v in enumerate(vs)]
+        # Per-step series under their own names (feature_mse_step, ...): the measure itself stays the mean.
+        stepped = [Metric(f"{k}_step", float(v), ts, i) for k, vs in per_step.items() for i, v in enumerate(vs)]
         for i in range(0, len(stepped), 500):
             self.client.log_batch(run_id, metrics=stepped[i : i + 500])
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,292 @@
+"""MLflow runs -> one tidy pandas DataFrame, one row per FINISHED trial run.
+
+Columns: source (experiment, or `experiment@uri` when the same name comes from two stores),
+tracking_uri, experiment, experiment_id, parent_run_id, run_id, run_name, start_time, method,
+N (steps), B (full steps; N for vanilla), seed, one column per knob (missing knobs take the method's
+default), every logged metric, and the per-step feature errors as lists (`feature_mse_steps`,
+`feature_cos_steps`). Analysis reads only this, so any past sweep from any store can be re-plotted.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import pandas as pd
+
+from ablate.errors import AblateError
+
+STEPPED = ("feature_mse", "feature_cos")
+META = ("source", "tracking_uri", "experiment", "experiment_id", "parent_run_id", "run_id", "run_name",
+        "start_time", "method", "N", "B", "seed")
+
+
+@functools.lru_cache(maxsize=None)
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def resolve_uri(uri: Optional[str]) -> str:
+    from ablate.tracking.mlflow_log import default_tracking_uri
+
+    return uri or default_tracking_uri()
+
+
+def _parse(v: str):
+    """Params are strings: 'None' -> None, 'True' -> True, '3' -> 3, '0.5' -> 0.5."""
+    if v in ("None", ""):
+        return None
+    if v in ("True", "False"):
+        return v == "True"
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(method: str) -> tuple:
+    """(knob, default) pairs of a method: from the registry when the model code is loaded (a sweep),
+    else read from the accelerators' source, so `report` does not import torch for a few defaults."""
+    if "ablate.accelerators" in sys.modules:
+        from ablate.accelerators import REGISTRY, knobs_of
+
+        return tuple(knobs_of(method).items()) if method in REGISTRY else ()
+    import ast
+
+    import ablate
+
+    for path in sorted((Path(ablate.__file__).parent / "accelerators").glob("*.py")):
+        for cls in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(cls, ast.ClassDef) or not any(
+                    isinstance(st, ast.Assign) and any(getattr(t, "id", None) == "name" for t in st.targets)
+                    and isinstance(st.value, ast.Constant) and st.value.value == method for st in cls.body):
+                continue
+            for fn in cls.body:
+                if isinstance(fn, ast.FunctionDef) and fn.name == "__init__":
+                    args = fn.args.args[len(fn.args.args) - len(fn.args.defaults):]
+                    out = []
+                    for a, d in zip(args, fn.args.defaults):
+                        if a.arg not in ("steps", "budget"):
+                            try:
+                                out.append((a.arg, ast.literal_eval(d)))
+                            except ValueError:
+                                continue
+                    return tuple(out)
+    return ()
+
+
+def _knob_defaults(method: str) -> dict:
+    """The method's knobs at their defaults: a sweep logs only the knobs its space names."""
+    return dict(_defaults(method))
+
+
+def split_stepped(history: list) -> tuple[Optional[float], list[float]]:
+    """(mean, per-step values) of a stepped metric from its MLflow history.
+
+    The Tracker logs the measure (the mean over steps) and the per-step values under one name, both
+    at step 0, so step 0 may hold two values. Then the mean is sum/len of everything logged (it is
+    the mean of the per-step values), and the per-step value at 0 is the other one.
+    """
+    if not history:
+        return None, []
+    by_step: dict[int, list[float]] = {}
+    for m in sorted(history, key=lambda m: (m.step, m.timestamp)):
+        by_step.setdefault(int(m.step), []).append(float(m.value))
+    values = [v for vs in by_step.values() for v in vs]
+    mean = sum(values) / len(values)
+    if len(by_step.get(0, [])) == 2 and all(len(vs) == 1 for s, vs in by_step.items() if s):
+        pair = by_step[0]
+        pair.remove(min(pair, key=lambda v: abs(v - mean)))
+    steps = [by_step[s][-1] for s in sorted(by_step)]
+    if len(steps) == len(values):  # no mean among them
+        mean = sum(steps) / len(steps)
+    return mean, steps
+
+
+def _experiments(client, names: Sequence[str]) -> dict[str, object]:
+    out = {}
+    for name in names:
+        exp = client.get_experiment_by_name(name)
+        if exp is not None and exp.lifecycle_stage == "active":
+            out[name] = exp
+    return out
+
+
+def _search(client, exp_id: str, filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([exp_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _row(run, uri: str, exp, with_steps: bool, client) -> dict:
+    params = {k: _parse(v) for k, v in run.data.params.items()}
+    method = params.get("method") or run.data.tags.get("ablate.method")
+    n = params.get("steps")
+    b = params.get("budget")
+    if method == "vanilla" and b is None:
+        b = n
+    row = {
+        "tracking_uri": uri, "experiment": exp.name, "experiment_id": exp.experiment_id,
+        "parent_run_id": run.data.tags.get("mlflow.parentRunId"), "run_id": run.info.run_id,
+        "run_name": run.info.run_name, "start_time": run.info.start_time, "method": method,
+        "N": n, "B": b if b is not None else math.nan, "seed": params.get("seed", 0),
+        "trial_key": run.data.tags.get("ablate.trial_key", run.info.run_id),
+        **{k: params.get(k) for k in ("dataset", "extractor", "n_samples", "base", "device", "precision")},
+    }
+    knobs = _knob_defaults(method)
+    knobs.update({k[len("knobs."):]: v for k, v in params.items() if k.startswith("knobs.")})
+    row.update(knobs)
+    row["_knobs"] = sorted(knobs)
+    row.update({k: v for k, v in run.data.metrics.items() if not k.endswith("_step")})
+    for name in STEPPED:
+        if with_steps and f"{name}_step" in run.data.metrics:
+            history = client.get_metric_history(run.info.run_id, f"{name}_step")
+            row[f"{name}_steps"] = [float(m.value) for m in sorted(history, key=lambda m: m.step)]
+        elif with_steps and name in run.data.metrics:  # runs logged before the series had its own name
+            mean, steps = split_stepped(client.get_metric_history(run.info.run_id, name))
+            row[name], row[f"{name}_steps"] = mean, steps
+        else:
+            row[f"{name}_steps"] = None
+    return row
+
+
+def load_runs(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[str]] = (None,),
+              parents: Iterable[str] = (), with_steps: bool = True) -> pd.DataFrame:
+    """FINISHED trial runs of the named experiments and/or sweep parent runs, from every given store.
+
+    Each experiment is looked up in every tracking URI and what is found is combined; a parent run
+    narrows its experiment to that sweep. A name found in no store, a store holding none of the
+    names, or nothing FINISHED raises a one-line AblateError. A trial run twice within one
+    experiment (same `ablate.trial_key`) keeps its newest FINISHED run.
+    """
+    names = list(dict.fromkeys(experiments))
+    uris = list(dict.fromkeys(resolve_uri(u) for u in (list(tracking_uris) or [None])))
+    parents = list(dict.fromkeys(parents))
+    if not names and not parents:
+        raise AblateError("experiment: name at least one experiment or parent run")
+    rows, found, seen_parents, counts = [], set(), set(), {}
+    for uri in uris:
+        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+            raise AblateError(f"tracking uri {uri}: no MLflow database there (run a sweep first, or pass "
+                              "--tracking-uri)")
+        client = _client(uri)
+        targets = {e.experiment_id: (e, set()) for e in _experiments(client, names).values()}
+        for pid in parents:
+            try:
+                exp = client.get_experiment(client.get_run(pid).info.experiment_id)
+            except Exception:
+                continue
+            seen_parents.add(pid)
+            targets.setdefault(exp.experiment_id, (exp, set()))[1].add(pid)
+        if not targets and names and len(uris) > 1:
+            raise AblateError(f"tracking uri {uri}: holds none of the experiments {', '.join(names)}")
+        for exp, pids in targets.values():
+            found.add(exp.name)
+            filt = "tags.`ablate.role` = 'trial'"
+            runs = _search(client, exp.experiment_id, filt)
+            if pids:
+                runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in pids]
+            for r in runs:
+                counts[r.info.status] = counts.get(r.info.status, 0) + 1
+            done = sorted((r for r in runs if r.info.status == "FINISHED"), key=lambda r: r.info.start_time or 0)
+            newest = {r.data.tags.get("ablate.trial_key", r.info.run_id): r for r in done}
+            rows += [_row(r, uri, exp, with_steps, client) for r in newest.values()]
+    missing = [n for n in names if n not in found]
+    if missing:
+        where = uris[0] if len(uris) == 1 else f"any of {', '.join(uris)}"
+        raise AblateError(f"experiment: no experiment named {missing[0]!r} in {where}")
+    lost = [p for p in parents if p not in seen_parents]
+    if lost:
+        raise AblateError(f"parent run: no run {lost[0]!r} in {', '.join(uris)}")
+    if not rows:
+        what = ", ".join(repr(n) for n in names) or ", ".join(f"run {p}" for p in parents)
+        other = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no trial runs at all"
+        raise AblateError(f"experiment {what}: no FINISHED trial runs ({other})")
+    knob_names = sorted({k for r in rows for k in r.pop("_knobs")})
+    df = pd.DataFrame(rows)
+    df["source"] = _source_labels(df)
+    df["B"] = pd.to_numeric(df["B"], errors="coerce")
+    cols = [c for c in META if c in df] + [c for c in df if c not in META]
+    df = df[cols].sort_values(["source", "method", "B", "seed"], kind="stable").reset_index(drop=True)
+    df.attrs["knobs"] = knob_names
+    return df
+
+
+def _source_labels(df: pd.DataFrame) -> pd.Series:
+    """The experiment name, qualified by its store where one name comes from several stores."""
+    per_name = df.groupby("experiment")["tracking_uri"].nunique()
+    uris = list(dict.fromkeys(df["tracking_uri"]))
+    short = {u: _short_uri(u) for u in uris}
+    if len(set(short.values())) < len(uris):  # two stores in folders of the same name: say it in full
+        short = {u: u for u in uris}
+    return df.apply(lambda r: r["experiment"] if per_name[r["experiment"]] == 1
+                    else f"{r['experiment']}@{short[r['tracking_uri']]}", axis=1)
+
+
+def _short_uri(uri: str) -> str:
+    if uri.startswith("sqlite:///"):
+        p = Path(uri[len("sqlite:///"):])
+        return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+    return uri.split("://", 1)[-1].rstrip("/")
+
+
+def require(df: pd.DataFrame, measures: Sequence[str], what: str) -> pd.DataFrame:
+    """The rows that have every measure; AblateError naming the measure when no row has it."""
+    for m in measures:
+        if m not in df or df[m].isna().all():
+            raise AblateError(f"measure {m!r}: no finished run has it, so {what} cannot be drawn")
+    return df.dropna(subset=list(measures))
+
+
+def missing_note(df: pd.DataFrame, measures: Sequence[str], what: str) -> Optional[str]:
+    """One line naming the runs left out of `what` for lack of a measure, or None.
+
+    step_reduction has no per-step counterpart of vanilla, so its lack of feature errors is expected.
+    """
+    lacking = df[pd.concat([df[m].isna() if m in df else pd.Series(True, index=df.index) for m in measures],
+                           axis=1).any(axis=1)]
+    if set(measures) & set(STEPPED):
+        lacking = lacking[lacking["method"] != "step_reduction"]
+    if lacking.empty:
+        return None
+    names = ", ".join(lacking["run_name"].astype(str).head(4)) + (" ..." if len(lacking) > 4 else "")
+    return f"{what}: {len(lacking)} run(s) lack {' or '.join(measures)} and are left out ({names})"
+
+
+def newest_parents(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(tracking_uri, parent_run_id) of the newest sweep behind each source's runs."""
+    out = []
+    for _, g in df.groupby("source", sort=False):
+        g = g.dropna(subset=["parent_run_id"])
+        if len(g):
+            r = g.sort_values("start_time").iloc[-1]
+            out.append((r["tracking_uri"], r["parent_run_id"]))
+    return out
+
+
+def download_samples(df: pd.DataFrame, dst: Path) -> dict[str, Path]:
+    """run_id -> local copy of its samples.png (runs without one are left out)."""
+    out = {}
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run is noise
+    for _, r in df.iterrows():
+        folder = Path(dst) / r["run_id"]
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            client = _client(r["tracking_uri"])
+            out[r["run_id"]] = Path(client.download_artifacts(r["run_id"], "samples.png", str(folder)))
+        except Exception:
+            continue
+    return out

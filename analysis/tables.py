@@ -1,0 +1,218 @@
+"""Markdown and LaTeX (booktabs) tables: mean ± spread over seeds, best value per column marked.
+
+"Best" is decided on the printed (rounded) values, so ties are all marked, and only among the
+accelerated methods at the same budget: vanilla is the reference row, not a competitor.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis import labels as L
+from analysis.figures import ABLATIONS, ablation_groups, aggregate
+from analysis.pareto import hypervolume_2d, pareto_front
+
+SUMMARY = ["fid", "kid_mean", "precision", "recall", "class_acc", "latency_ms_per_image", "gflops_per_image",
+           "speedup_wall", "speedup_flops", "feature_cos"]
+DIGITS = {"fid": 2, "kid_mean": 2, "precision": 3, "recall": 3, "class_acc": 3, "latency_ms_per_image": 1,
+          "images_per_s": 1, "gflops_per_image": 3, "speedup_wall": 2, "speedup_flops": 2, "ideal_speedup": 2,
+          "feature_mse": 4, "feature_cos": 3, "shortcut_params": 0, "params": 0, "train_seconds": 0}
+SHORT = {"fid": "FID", "kid_mean": "KID", "precision": "Prec.", "recall": "Rec.", "class_acc": "Acc.",
+         "latency_ms_per_image": "ms/img", "images_per_s": "img/s", "gflops_per_image": "GFLOPs",
+         "speedup_wall": "× wall", "speedup_flops": "× FLOPs", "ideal_speedup": "× ideal", "feature_mse": "feat. MSE",
+         "feature_cos": "feat. cos", "shortcut_params": "params", "train_seconds": "train s"}
+PAIRS = [("fid", "speedup_wall"), ("fid", "speedup_flops"), ("class_acc", "latency_ms_per_image")]
+
+
+class Table:
+    """Header, rows of cells (text, best?), groups of rows (a rule between them), a caption."""
+
+    def __init__(self, header: list[str], align: str, caption: str, notes: Sequence[str] = ()):
+        self.header, self.align, self.caption, self.groups = header, align, caption, []
+        self.notes = list(notes)  # extra lines: bullets under the Markdown table, sentences in the LaTeX caption
+
+    def add_group(self, rows: list[list[tuple[str, bool]]]) -> None:
+        if rows:
+            self.groups.append(rows)
+
+    def markdown(self) -> str:
+        al = {"l": ":---", "r": "---:", "c": ":---:"}
+        lines = ["| " + " | ".join(self.header) + " |", "| " + " | ".join(al[a] for a in self.align) + " |"]
+        for rows in self.groups:
+            for row in rows:
+                lines.append("| " + " | ".join(f"**{t}**" if best else t for t, best in row) + " |")
+        notes = "".join(f"- {n}\n" for n in self.notes)
+        return "\n".join(lines) + f"\n\n{self.caption}\n" + (f"\n{notes}" if notes else "")
+
+    def latex(self) -> str:
+        def cell(t: str, best: bool) -> str:
+            t = _tex(t)
+            return f"\\textbf{{{t}}}" if best else t
+
+        out = ["\\begin{table}[t]", "\\centering", "\\small", f"\\begin{{tabular}}{{{self.align}}}", "\\toprule",
+               " & ".join(_tex(h) for h in self.header) + " \\\\", "\\midrule"]
+        for i, rows in enumerate(self.groups):
+            if i:
+                out.append("\\midrule")
+            out += [" & ".join(cell(t, b) for t, b in row) + " \\\\" for row in rows]
+        caption = " ".join([self.caption] + [n.rstrip(".") + "." for n in self.notes])
+        out += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{_tex(caption)}}}", "\\end{table}"]
+        return "\n".join(out) + "\n"
+
+
+def _tex(s: str) -> str:
+    s = str(s)
+    for a, b in (("\\", "\\textbackslash{}"), ("&", "\\&"), ("%", "\\%"), ("_", "\\_"), ("#", "\\#"),
+                 ("$", "\\$"), ("{", "\\{"), ("}", "\\}")):
+        s = s.replace(a, b)
+    for a, b in (("–", "--"), ("±", "$\\pm$"), ("×", "$\\times$"), ("↓", "$\\downarrow$"), ("↑", "$\\uparrow$"),
+                 ("≥", "$\\geq$"), ("→", "$\\rightarrow$"), ("`", "")):
+        s = s.replace(a, b)
+    return s
+
+
+def _fmt(mean: float, std: float, n: int, digits: int) -> str:
+    if pd.isna(mean):
+        return "–"
+    text = f"{mean:,.{digits}f}"
+    return f"{text} ± {std:.{digits}f}" if n > 1 and pd.notna(std) else text
+
+
+def _head(m: str) -> str:
+    return f"{SHORT.get(m, m)} {'↓' if L.mode(m) == 'min' else '↑'}"
+
+
+def _best_flags(block: pd.DataFrame, cols: Sequence[str], eligible: pd.Series) -> dict[str, pd.Series]:
+    flags = {}
+    for c in cols:
+        v = block[c].round(DIGITS.get(c, 3)).where(eligible)
+        if v.notna().sum() < 2 or v.nunique() < 2:  # nothing to compare, or all equal: no winner
+            flags[c] = pd.Series(False, index=block.index)
+            continue
+        best = v.min() if L.mode(c) == "min" else v.max()
+        flags[c] = v == best
+    return flags
+
+
+def summary(df: pd.DataFrame, measures: Sequence[str] = SUMMARY) -> Table:
+    """Every method and budget: rows grouped by budget, vanilla on top; best per budget marked."""
+    cols = [m for m in measures if m in df and df[m].notna().any()]
+    agg = aggregate(df, cols, ["source", "variant", "B"])
+    agg = agg.sort_values(["B", "method_rank", "variant", "source"], na_position="last")
+    multi_seed = (agg["n"] > 1).any()
+    t = Table(["Method", "B"] + [_head(m) for m in cols] + (["seeds"] if multi_seed else []),
+              "lr" + "r" * len(cols) + ("r" if multi_seed else ""),
+              "Mean ± std over seeds where several ran. Best value per column among the accelerated methods at "
+              "the same budget B (full steps of N) in bold; vanilla is the reference. Speedups are against the "
+              "sweep's vanilla run at N. – : not measured (step reduction has no per-step counterpart).")
+    ref = agg[agg["method"] == "vanilla"].sort_values("B", ascending=False)
+    t.add_group([_row(r, cols, {}, multi_seed) for _, r in ref.iterrows()])
+    rest = agg[agg["method"] != "vanilla"]
+    for b, block in rest.groupby("B", dropna=False, sort=True):
+        flags = _best_flags(block, cols, pd.Series(True, index=block.index))
+        t.add_group([_row(r, cols, {c: flags[c][i] for c in cols}, multi_seed) for i, r in block.iterrows()])
+    return t
+
+
+def _row(r, cols, flags, multi_seed) -> list[tuple[str, bool]]:
+    b = "–" if pd.isna(r["B"]) else f"{r['B']:g}"
+    row = [(r["series"], False), (b, False)]
+    row += [(_fmt(r[c], r.get(f"{c}_std"), int(r["n"]), DIGITS.get(c, 3)), bool(flags.get(c, False))) for c in cols]
+    return row + ([(str(int(r["n"])), False)] if multi_seed else [])
+
+
+def default_ref(agg: pd.DataFrame, measure: str) -> float:
+    """Stated reference point: speedups at 1 (no faster than vanilla adds nothing); other measures at
+    their worst observed value, pushed out by 10% of the observed range."""
+    if measure.startswith("speedup") or measure == "ideal_speedup":
+        return 1.0
+    v = agg[measure].dropna()
+    span = (v.max() - v.min()) or abs(v.max()) or 1.0
+    return float(v.max() + 0.1 * span) if L.mode(measure) == "min" else float(v.min() - 0.1 * span)
+
+
+def pareto(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS, refs: Optional[dict] = None,
+           notes: Optional[list] = None) -> tuple[Table, dict]:
+    """Hypervolume per method and overall for each objective pair, and who sits on the overall front.
+
+    Points are the seed means per (method variant, budget). Returns the table and the raw numbers.
+    """
+    refs = dict(refs or {})
+    pairs = [p for p in pairs if all(m in df and df[m].notna().any() for m in p)]
+    if notes is not None:
+        for p in PAIRS:
+            if p not in pairs:
+                notes.append(f"pareto table: no finished run has both {p[0]} and {p[1]}; that pair is left out")
+    series = list(dict.fromkeys(df.sort_values(["method_rank", "variant", "source"])["series"]))
+    hv = {s: {} for s in series + ["all methods"]}
+    fronts, used = {}, {}
+    for q, s in pairs:
+        agg = aggregate(df.dropna(subset=[q, s]), [q, s], ["source", "variant", "B"])
+        ref = (refs.get(q, default_ref(agg, q)), refs.get(s, default_ref(agg, s)))
+        used[(q, s)] = ref
+        modes = [L.mode(q), L.mode(s)]
+        for name in series:
+            pts = agg.loc[agg["series"] == name, [q, s]].to_numpy()
+            hv[name][(q, s)] = hypervolume_2d(pts, ref, modes) if len(pts) else np.nan
+        hv["all methods"][(q, s)] = hypervolume_2d(agg[[q, s]].to_numpy(), ref, modes)
+        front = agg.iloc[pareto_front(agg[[q, s]].to_numpy(), modes)]
+        fronts[(q, s)] = [f"{r['series']} B={r['B']:g}" if pd.notna(r["B"]) else r["series"]
+                          for _, r in front.sort_values(s).iterrows()]
+    header = ["Method"] + [f"HV {pair_name(q, s)} ↑" for q, s in pairs]
+    t = Table(header, "l" + "r" * len(pairs),
+              "Hypervolume (area dominated; larger is better) of each method's points (seed means per budget) "
+              "and of all points together. Best method per column in bold.",
+              notes=[f"Reference point for {pair_name(q, s)}: {q} = {used[(q, s)][0]:.4g}, {s} = "
+                     f"{used[(q, s)][1]:.4g}" for q, s in pairs]
+              + [f"Overall front, {pair_name(q, s)}: " + ", ".join(fronts[(q, s)]) for q, s in pairs])
+    rows = [[(name, False)] + [(_hv(hv[name][p]), False) for p in pairs] for name in series]
+    for j, p in enumerate(pairs, start=1):
+        vals = [hv[name][p] for name in series]
+        best = np.nanmax(vals) if np.isfinite(vals).any() else np.nan
+        for row, v in zip(rows, vals):
+            row[j] = (row[j][0], bool(np.isfinite(v) and v > 0 and _hv(v) == _hv(best)))
+    t.add_group(rows)
+    t.add_group([[("all methods", False)] + [(_hv(hv["all methods"][p]), False) for p in pairs]])
+    return t, {"hypervolume": {k: {f"{q}|{s}": v for (q, s), v in d.items()} for k, d in hv.items()},
+               "front": {f"{q}|{s}": v for (q, s), v in fronts.items()},
+               "reference": {f"{q}|{s}": list(r) for (q, s), r in used.items()}}
+
+
+def pair_name(q: str, s: str) -> str:
+    names = {"speedup_wall": "wall speedup", "speedup_flops": "FLOPs speedup", "latency_ms_per_image": "latency"}
+    return f"{SHORT.get(q, q)} vs {names.get(s, SHORT.get(s, s))}"
+
+
+def _hv(v: float) -> str:
+    return "–" if not np.isfinite(v) else f"{v:.4g}"
+
+
+def ablation(df: pd.DataFrame, measures: Sequence[str] = ("fid", "speedup_flops", "speedup_wall", "feature_cos",
+                                                           "shortcut_params")) -> Optional[Table]:
+    """The shortcut's knobs one at a time (others at their most common value); None when none varies."""
+    groups = ablation_groups(df)
+    cols = [m for m in measures if m in df and df[m].notna().any()]
+    multi = df["seed"].nunique() > 1
+    t = Table(["Knob", "Setting", "B"] + [_head(m) for m in cols] + (["seeds"] if multi else []),
+              "llr" + "r" * len(cols) + ("r" if multi else ""),
+              "MIGM-Shortcut ablations, one knob at a time with the others at their most common value. Mean ± std "
+              "over seeds; best per knob and budget in bold.")
+    for knob, title in ABLATIONS:
+        g = groups[knob]
+        if g.empty or g[knob].astype(str).nunique() < 2:
+            continue
+        agg = aggregate(g, cols, ["B", knob]).sort_values(["B", knob])
+        rows = []
+        for b, block in agg.groupby("B", sort=True):
+            if len(block) < 2:  # a budget with one setting compares nothing
+                continue
+            flags = _best_flags(block, cols, pd.Series(True, index=block.index))
+            for i, r in block.iterrows():
+                rows.append([(title, False), (L.knob_text(knob, r[knob]), False), (f"{b:g}", False)]
+                            + [(_fmt(r[c], r.get(f"{c}_std"), int(r["n"]), DIGITS.get(c, 3)), bool(flags[c][i]))
+                               for c in cols] + ([(str(int(r["n"])), False)] if multi else []))
+        t.add_group(rows)
+    return t if t.groups else None

@@ -1,0 +1,482 @@
+"""Analysis: MLflow runs -> DataFrame -> Pareto/hypervolume -> figures and tables -> `report`.
+
+Fake but realistic sweeps are written through the project's own `Tracker` (the same tags, params,
+metric names and artifacts a real sweep writes), so the tracking contract is tested too. Pareto and
+hypervolume are pinned by small hand-computed cases.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import os
+import shutil
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ablate.errors import AblateError
+from analysis.pareto import hypervolume_2d, pareto_front, pareto_mask
+
+# method -> (FID added at B = 4, cost ratio c of a cheap step, per-step feature error scale)
+METHODS = {
+    "vanilla": (0.0, 0.0, 0.0), "step_reduction": (10.0, 0.0, None), "feature_cache": (6.4, 0.0, 0.030),
+    "taylor": (3.0, 0.006, 0.012), "ml_cache": (7.1, 0.10, 0.020), "recap": (6.7, 0.357, 0.016),
+    "shortcut": (1.2, 0.040, 0.004),
+}
+DEFAULT_GRID = [("vanilla", None, {})] + [
+    (m, b, k) for m, k in [("step_reduction", {}), ("feature_cache", {}), ("taylor", {"order": 1}), ("ml_cache", {}),
+                           ("recap", {}), ("shortcut", {"n_block": 1, "use_tokens": True, "bottleneck": 2})]
+    for b in (3, 4, 6)]
+ABLATION_GRID = [("vanilla", None, {})] + [
+    ("shortcut", b, k) for b in (3, 4) for k in [
+        {"n_block": 0, "use_tokens": True, "bottleneck": 2}, {"n_block": 1, "use_tokens": True, "bottleneck": 2},
+        {"n_block": 2, "use_tokens": True, "bottleneck": 2}, {"n_block": 1, "use_tokens": False, "bottleneck": 2},
+        {"n_block": 1, "use_tokens": True, "bottleneck": 4}]]
+
+
+def trial(method, budget, knobs, seed=0, steps=16) -> dict:
+    """The dict a sweep logs for a trial (EvalConfig's fields)."""
+    return {"dataset": "mnist", "method": method, "steps": steps, "budget": budget, "knobs": dict(knobs),
+            "n_samples": 1000, "seed": seed, "extractor": "classifier", "batch_size": 250, "cfg_w": 2.0,
+            "r_temp": 7.0, "sm_temp": 1.0, "flops_images": 2, "feature_error_images": 32, "base": None,
+            "device": "cpu", "precision": "auto"}
+
+
+def full_steps(n, b):
+    chosen = [0]
+    for k in range(1, b):
+        chosen.append(max(chosen[-1] + 1, round(n * k / b)))
+    return chosen
+
+
+def fake_measures(method, budget, knobs, seed, steps=16):
+    """Plausible measures and per-step errors, shaped like the methods table in results/."""
+    rng = np.random.default_rng(zlib.crc32(repr((method, budget, sorted(knobs.items()), seed)).encode()))
+    d4, c, err = METHODS[method]
+    b = budget or steps
+    if method == "shortcut":
+        d4 += {0: 5.0, 1: 0.0, 2: -0.6, 3: -0.8}[knobs.get("n_block", 1)]
+        d4 += 0 if knobs.get("use_tokens", True) else 4.5
+        d4 += {1: 0.8, 2: 0.0, 4: 1.5}[knobs.get("bottleneck", 2)]
+        c = 0.015 + 0.025 * knobs.get("n_block", 1) / knobs.get("bottleneck", 2) * 2
+        err *= 1 + 0.8 * (knobs.get("n_block", 1) == 0) + 1.5 * (not knobs.get("use_tokens", True))
+    if method == "taylor":
+        d4 += {0: 3.4, 1: 0.0, 2: -1.5}[knobs.get("order", 1)]
+    shape = (steps / b - 1) / 3
+    fid = 36.0 + d4 * shape + rng.normal(0, 0.4 if method == "vanilla" else 0.5)
+    gflops = 0.495 * (b + (steps - b) * c)
+    latency = 11.5 * (b + (steps - b) * c * 1.15) * (1.0 if method == "vanilla" else rng.uniform(0.95, 1.05))
+    m = {"fid": fid, "kid_mean": 19.5 + 0.9 * (fid - 36), "kid_std": 3.7, "precision": 0.82 - 0.004 * (fid - 36),
+         "recall": 0.62 - 0.003 * (fid - 36), "class_acc": 0.99 - 0.0015 * max(0.0, fid - 36),
+         "latency_ms_per_image": latency, "images_per_s": 1000 / latency, "gflops_per_image": gflops,
+         "speedup_wall": 11.5 * steps / latency, "speedup_flops": 0.495 * steps / gflops,
+         "ideal_speedup": steps / (b + (steps - b) * c),
+         "accel_cost_ratio": c, "params": 2420224, "shortcut_params": 52000 if method == "shortcut" else 0,
+         "train_seconds": 95.0 if method == "shortcut" else 0.0}
+    per_step = {}
+    if err is not None:
+        fulls = set(full_steps(steps, b))
+        mse, last = [], 0
+        for s in range(steps):
+            last = s if s in fulls else last
+            drift = err * 0.15 * s / steps  # a rollout: tokens differ after the first cheap step, even at full ones
+            mse.append(0.0 if s == 0 else drift if s in fulls
+                       else err * (s - last) ** 1.3 * (1 + s / steps) * rng.uniform(0.9, 1.1))
+        per_step = {"feature_mse": mse, "feature_cos": [1 - 1.6 * v for v in mse]}
+        m["feature_mse"] = sum(mse) / steps
+        m["feature_cos"] = sum(per_step["feature_cos"]) / steps
+    return m, per_step
+
+
+@functools.lru_cache(maxsize=1)
+def _digit_grid() -> np.ndarray:
+    """A 10 x 10 grid of drawn digits (class c in row c), drawn once."""
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new("L", (10 * 30 + 2, 10 * 30 + 2), 40)
+    draw = ImageDraw.Draw(canvas)
+    for c in range(10):
+        for j in range(10):
+            draw.rectangle([2 + j * 30, 2 + c * 30, 29 + j * 30, 29 + c * 30], fill=0)
+            draw.text((11 + j * 30 + (j % 3) - 1, 9 + c * 30 + (j % 2)), str(c), fill=255)
+    return np.asarray(canvas, dtype=float)
+
+
+def sample_png(fid: float, seed: int) -> bytes:
+    """What samples.png looks like (one class per row), noisier for a worse FID."""
+    from PIL import Image
+
+    a = _digit_grid()
+    a = np.clip(a + np.random.default_rng(seed).normal(0, 2.5 * max(0.0, fid - 30), a.shape), 0, 255)
+    img = Image.fromarray(a.astype(np.uint8))
+    buf = io.BytesIO()
+    img.resize((img.width * 2, img.height * 2), Image.NEAREST).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+TEMPLATE_DB: list = []  # an empty, migrated MLflow database to copy (creating one takes seconds)
+
+
+def fake_sweep(runs_root: Path, experiment: str, grid=DEFAULT_GRID, seeds=(0,), drop=(), failed=0, steps=16,
+               finish=True, samples=True) -> tuple[str, str]:
+    """Writes a sweep (parent run + child runs) through Tracker; returns (tracking uri, parent run id).
+
+    drop: measure names left out of every trial (a store from an older version); failed: extra FAILED trials.
+    """
+    from ablate.tracking import mlflow_log
+    from ablate.tracking.mlflow_log import FINISHED, Tracker
+
+    old = os.environ.get("ABLATE_RUNS"), mlflow_log.git_commit, mlflow_log.plot_feature_error
+    os.environ["ABLATE_RUNS"] = str(runs_root)
+    runs_root.mkdir(parents=True, exist_ok=True)
+    if TEMPLATE_DB and not (runs_root / "mlflow.db").exists():
+        shutil.copy(TEMPLATE_DB[0], runs_root / "mlflow.db")
+    # Speed only: no `git` subprocess per run, and a stub for the per-run plot (analysis never reads it).
+    mlflow_log.git_commit = lambda: "0" * 40
+    mlflow_log.plot_feature_error = lambda per_step, path: Path(path).write_bytes(b"\x89PNG stub")
+    try:
+        uri = f"sqlite:///{runs_root / 'mlflow.db'}"
+        tr = Tracker(uri, experiment)
+        parent = tr.start_parent(experiment, "space" + experiment, {"name": experiment})
+        for seed in seeds:
+            for method, budget, knobs in grid:
+                t = trial(method, budget, knobs, seed, steps)
+                run = tr.start_child(parent, t, "space" + experiment)
+                m, per_step = fake_measures(method, budget, knobs, seed, steps)
+                m = {k: v for k, v in m.items() if k not in drop}
+                if not finish:
+                    tr.fail_child(run, "Traceback...\nRuntimeError: out of memory")
+                    continue
+                tr.finish_child(run, m, per_step, sample_png(m.get("fid", 40.0), seed) if samples else None)
+        for i in range(failed):
+            run = tr.start_child(parent, trial("shortcut", 2, {"checkpoint": f"/no/such/{i}"}), "space" + experiment)
+            tr.fail_child(run, "Traceback...\nAblateError: checkpoint: no such file")
+        tr.end_parent(parent, FINISHED, {"trials_finished": len(grid) * len(seeds)})
+        return uri, parent
+    finally:
+        mlflow_log.git_commit, mlflow_log.plot_feature_error = old[1], old[2]
+        if old[0] is None:
+            os.environ.pop("ABLATE_RUNS", None)
+        else:
+            os.environ["ABLATE_RUNS"] = old[0]
+
+
+TEST_GRID = [("vanilla", None, {})] + [
+    (m, b, k) for m, k in [("step_reduction", {}), ("feature_cache", {}), ("taylor", {"order": 1}),
+                           ("shortcut", {"n_block": 1, "use_tokens": True})]  # bottleneck left to its default
+    for b in (3, 4)] + [
+    ("shortcut", 4, k) for k in [{"n_block": 0, "use_tokens": True}, {"n_block": 2, "use_tokens": True},
+                                 {"n_block": 1, "use_tokens": False},
+                                 {"n_block": 1, "use_tokens": True, "bottleneck": 4}]]
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory):
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()  # creates and migrates the tables
+    TEMPLATE_DB[:] = [path]
+    yield path
+    TEMPLATE_DB.clear()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, template_db):
+    """A default-like sweep: references, baselines at B = 3 and 4, shortcut variants at B = 4, one FAILED trial."""
+    root = tmp_path_factory.mktemp("store")
+    uri, parent = fake_sweep(root / "runs", "default", grid=TEST_GRID, failed=1)
+    return uri, parent, root
+
+
+# -- Pareto and hypervolume: small hand-computed cases ---------------------------------------------
+
+def test_front_drops_dominated_points_min_min():
+    pts = [(1, 5), (2, 3), (3, 4), (4, 1)]  # (3, 4) is beaten by (2, 3) in both
+    assert pareto_mask(pts, ["min", "min"]).tolist() == [True, True, False, True]
+    assert pareto_front(pts, ["min", "min"]).tolist() == [0, 1, 3]
+
+
+def test_front_ties():
+    # Identical points both stay; equal in one objective and worse in the other is dominated.
+    pts = [(1, 2), (1, 2), (1, 3), (0, 9)]
+    assert pareto_mask(pts, ["min", "min"]).tolist() == [True, True, False, True]
+    assert hypervolume_2d(pts[:2], (3, 3), ["min", "min"]) == pytest.approx(2.0)  # counted once
+
+
+def test_front_single_point_and_empty():
+    assert pareto_front([(7, 7)], ["min", "max"]).tolist() == [0]
+    assert hypervolume_2d([(2, 3)], (5, 5), ["min", "min"]) == pytest.approx(6.0)
+    assert pareto_front(np.empty((0, 2)), ["min", "min"]).tolist() == []
+    assert hypervolume_2d(np.empty((0, 2)), (1, 1), ["min", "min"]) == 0.0
+
+
+def test_front_and_hypervolume_min_max_mix():
+    # (fid, speedup): fid minimised, speedup maximised.
+    pts = [(36, 1), (40, 4), (38, 2), (45, 3.9), (41, 4)]
+    assert pareto_front(pts, ["min", "max"]).tolist() == [0, 2, 1]  # sorted by fid
+    # Against (fid 50, speedup 1): fid 38..40 adds 2 x (2-1), fid 40..50 adds 10 x (4-1); (36, 1) adds nothing.
+    assert hypervolume_2d(pts, (50, 1), ["min", "max"]) == pytest.approx(32.0)
+    # The same numbers with the objectives swapped give the same area.
+    swapped = [(s, f) for f, s in pts]
+    assert hypervolume_2d(swapped, (1, 50), ["max", "min"]) == pytest.approx(32.0)
+
+
+def test_hypervolume_max_max_and_points_beyond_reference():
+    pts = [(1, 3), (2, 2), (3, 1), (2, 1)]
+    assert pareto_mask(pts, ["max", "max"]).tolist() == [True, True, True, False]
+    assert hypervolume_2d(pts, (0, 0), ["max", "max"]) == pytest.approx(3 + 2 + 1)
+    assert hypervolume_2d([(-1, 5)], (0, 0), ["max", "max"]) == 0.0  # worse than the reference in one
+
+
+def test_pareto_nan_and_bad_modes():
+    assert pareto_mask([(1, np.nan), (2, 2)], ["min", "min"]).tolist() == [False, True]
+    with pytest.raises(AblateError, match="mode"):
+        pareto_mask([(1, 2)], ["min", "up"])
+    with pytest.raises(AblateError, match="2 modes"):
+        pareto_mask([(1, 2, 3)], ["min", "min"])
+
+
+# -- loading ------------------------------------------------------------------------------------------
+
+def test_split_stepped_recovers_mean_and_steps():
+    from mlflow.entities import Metric
+
+    from analysis.runs import split_stepped
+
+    per_step = [0.0, 0.2, 0.4, 0.0]
+    mean = sum(per_step) / 4
+    logged = [Metric("feature_mse", mean, 1, 0)] + [Metric("feature_mse", v, 1, i) for i, v in enumerate(per_step)]
+    assert split_stepped(logged) == (pytest.approx(mean), per_step)
+    only_steps = [Metric("feature_mse", v, 1, i) for i, v in enumerate(per_step)]
+    assert split_stepped(only_steps) == (pytest.approx(mean), per_step)
+
+
+def test_load_runs_tidy_frame(store):
+    from analysis.runs import load_runs
+
+    uri, parent, _ = store
+    df = load_runs(["default"], [uri])
+    assert len(df) == len(TEST_GRID)  # the FAILED trial is left out
+    assert set(df["parent_run_id"]) == {parent} and set(df["experiment"]) == {"default"}
+    for col in ("method", "N", "B", "seed", "n_block", "use_tokens", "bottleneck", "order", "fid", "speedup_wall",
+                "speedup_flops", "class_acc", "latency_ms_per_image", "feature_mse", "feature_cos"):
+        assert col in df, col
+    van = df[df["method"] == "vanilla"].iloc[0]
+    assert van["N"] == 16 and van["B"] == 16
+    sc = df[df["method"] == "shortcut"]
+    assert set(sc["bottleneck"]) == {2, 4}  # the knob the sweep left out takes its default
+    fc = df[(df["method"] == "feature_cache") & (df["B"] == 4)].iloc[0]
+    steps = fc["feature_mse_steps"]
+    expected, per_step = fake_measures("feature_cache", 4, {}, 0)
+    assert len(steps) == 16 and steps[0] == 0.0 and steps == pytest.approx(per_step["feature_mse"])
+    assert fc["feature_mse"] == pytest.approx(expected["feature_mse"])  # the mean, not the last step
+    assert math.isnan(df[df["method"] == "step_reduction"]["feature_mse"].iloc[0])  # never logged: missing
+
+
+def test_knob_defaults_read_without_torch_match_the_registry():
+    from ablate import accelerators
+    from analysis import runs
+
+    runs._defaults.cache_clear()
+    modules = {k: sys.modules.pop(k) for k in [m for m in sys.modules if m == "ablate.accelerators"]}
+    try:
+        from_source = {m: dict(runs._defaults(m)) for m in accelerators.REGISTRY}
+    finally:
+        sys.modules.update(modules)
+        runs._defaults.cache_clear()
+    assert from_source == {m: accelerators.knobs_of(m) for m in accelerators.REGISTRY}
+
+
+@pytest.mark.usefixtures("template_db")
+def test_rerun_trial_keeps_newest(tmp_path):
+    from analysis.runs import load_runs
+
+    grid = [("vanilla", None, {}), ("feature_cache", 4, {})]
+    uri, _ = fake_sweep(tmp_path / "runs", "again", grid=grid)
+    fake_sweep(tmp_path / "runs", "again", grid=grid)
+    df = load_runs(["again"], [uri])
+    assert len(df) == 2 and df["parent_run_id"].nunique() == 1  # the second sweep's runs
+
+
+@pytest.mark.usefixtures("template_db")
+def test_combine_two_experiments_and_two_uris(store, tmp_path):
+    from analysis.figures import speed_vs_quality
+    from analysis.labels import add_labels
+    from analysis.runs import load_runs
+
+    uri_a, _, _ = store
+    grid = [("vanilla", None, {}), ("taylor", 4, {"order": 2})]
+    uri_b, _ = fake_sweep(tmp_path / "other", "baselines", grid=grid, seeds=(0, 1), samples=False)
+    fake_sweep(tmp_path / "other", "default", grid=grid, samples=False)  # the same name in a second store
+    two_exps = load_runs(["default", "baselines"], [uri_a, uri_b], with_steps=False)
+    assert set(two_exps["source"]) == {"default@runs/mlflow.db", "default@other/mlflow.db", "baselines"}
+    assert len(two_exps) == len(TEST_GRID) + 2 + 2 * 2
+    one_uri = load_runs(["baselines"], [uri_b])
+    assert set(one_uri["source"]) == {"baselines"} and one_uri["seed"].nunique() == 2
+    df = add_labels(two_exps)
+    assert "Taylor (order 2) [baselines]" in set(df["series"])
+    files = speed_vs_quality(df, tmp_path / "fig", speed="speedup_flops")
+    assert [f.suffix for f in files] == [".png", ".pdf"] and all(f.stat().st_size > 1000 for f in files)
+    (tmp_path / "empty").mkdir()
+    shutil.copy(TEMPLATE_DB[0], tmp_path / "empty" / "mlflow.db")  # a store without those experiments
+    with pytest.raises(AblateError, match=r"tracking uri .*holds none of the experiments"):
+        load_runs(["baselines"], [uri_b, f"sqlite:///{tmp_path / 'empty' / 'mlflow.db'}"])
+
+
+@pytest.mark.usefixtures("template_db")
+def test_clear_errors_for_bad_selection(store, tmp_path):
+    from analysis.runs import load_runs
+
+    uri, _, _ = store
+    with pytest.raises(AblateError, match="no experiment named 'nope'"):
+        load_runs(["nope"], [uri])
+    with pytest.raises(AblateError, match="no MLflow database there"):
+        load_runs(["default"], [f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}"])
+    assert not (tmp_path / "none").exists()  # looking creates nothing
+    with pytest.raises(AblateError, match="no run 'feedface'"):
+        load_runs([], [uri], parents=["feedface"])
+    failed, _ = fake_sweep(tmp_path / "runs", "broken", grid=[("vanilla", None, {})], finish=False)
+    with pytest.raises(AblateError, match=r"experiment 'broken': no FINISHED trial runs \(1 FAILED\)"):
+        load_runs(["broken"], [failed])
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=failed).create_experiment("empty")
+    with pytest.raises(AblateError, match=r"'empty': no FINISHED trial runs \(no trial runs at all\)"):
+        load_runs(["empty"], [failed])
+
+
+# -- figures and tables ---------------------------------------------------------------------------------
+
+def hand_frame():
+    """Three methods at one budget, two seeds each, two of them tied at the best FLOPs speedup."""
+    import pandas as pd
+
+    from analysis.labels import add_labels
+
+    rows = []
+    for method, fid, speed in [("vanilla", (36.0, 36.2), 1.0), ("feature_cache", (42.0, 44.0), 4.0),
+                               ("taylor", (40.0, 41.0), 3.9), ("shortcut", (37.0, 38.0), 4.0)]:
+        for seed, f in enumerate(fid):
+            rows.append({"source": "x", "experiment": "x", "tracking_uri": "u", "run_id": f"{method}{seed}",
+                         "run_name": method, "parent_run_id": "p", "start_time": 0, "method": method, "N": 16,
+                         "B": 16 if method == "vanilla" else 4, "seed": seed, "fid": f, "speedup_flops": speed,
+                         "speedup_wall": speed + seed * 0.1, "feature_mse_steps": None, "feature_cos_steps": None})
+    return add_labels(pd.DataFrame(rows))
+
+
+def test_summary_table_mean_spread_and_best():
+    from analysis.tables import summary
+
+    t = summary(hand_frame(), ["fid", "speedup_flops", "speedup_wall"])
+    md, tex = t.markdown(), t.latex()
+    assert "| Vanilla | 16 | 36.10 ± 0.14 |" in md  # vanilla is the reference: never marked
+    assert "| MIGM-Shortcut | 4 | **37.50 ± 0.71** | **4.00 ± 0.00** | **4.05 ± 0.07** | 2 |" in md
+    assert "| Feature caching | 4 | 43.00 ± 1.41 | **4.00 ± 0.00** | **4.05 ± 0.07** | 2 |" in md  # ties both bold
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "\\textbf{37.50 $\\pm$ 0.71}" in tex
+
+
+def test_pareto_table_states_reference(tmp_path):
+    from analysis.tables import pareto
+
+    t, data = pareto(hand_frame(), pairs=[("fid", "speedup_flops")], refs={"fid": 50.0})
+    md = t.markdown()
+    assert "Reference point for FID vs FLOPs speedup: fid = 50, speedup_flops = 1" in md
+    # Seed means: shortcut (37.5, 4) dominates feature caching (43, 4) and Taylor (40.5, 3.9); area = 12.5 x 3.
+    assert data["hypervolume"]["MIGM-Shortcut"]["fid|speedup_flops"] == pytest.approx(37.5)
+    assert data["hypervolume"]["all methods"]["fid|speedup_flops"] == pytest.approx(37.5)
+    assert "| MIGM-Shortcut | **37.5** |" in md
+
+
+def test_report_cli_writes_every_figure_and_logs_to_parent(store, tmp_path, capsys):
+    """`python -m ablate report` (through cli.main): every figure and table, logged to the sweep's parent run."""
+    from mlflow.tracking import MlflowClient
+
+    from ablate.cli import main
+
+    uri, parent, _ = store
+    out = tmp_path / "out"
+    rc = main(["report", "--experiment", "default", "--tracking-uri", uri, "--out", str(out), "--hv-ref", "fid=80"])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert f"files to {out}: figures " in printed.out and f"parent run(s) {parent}" in printed.out
+    stems = ["pareto_fid_vs_speedup_wall", "pareto_fid_vs_speedup_flops", "ablations", "feature_error_B4",
+             "samples_B4"]
+    for stem in stems:
+        for ext in ("png", "pdf"):
+            assert (out / f"{stem}.{ext}").stat().st_size > 2000, stem
+    for name in ("summary", "pareto", "ablation"):
+        assert "**" in (out / f"{name}.md").read_text()
+        assert "\\textbf{" in (out / f"{name}.tex").read_text()
+    assert "fid = 80" in (out / "pareto.md").read_text()
+    abl = (out / "ablation.md").read_text()
+    assert "no tokens" in abl and "0 blocks" in abl and "r=4" in abl
+    readme = (out / "README.md").read_text()
+    assert "python -m ablate report --experiment default" in readme and "![pareto_fid_vs_speedup_wall]" in readme
+    logged = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(parent, "report")}
+    assert {f"report/{s}.png" for s in stems} | {"report/summary.md", "report/summary.tex"} <= logged
+
+
+@pytest.mark.usefixtures("template_db")
+def test_missing_measure_is_a_note_not_a_traceback(tmp_path, capsys):
+    from ablate.cli import main
+    from analysis.labels import add_labels
+    from analysis.runs import load_runs, missing_note, require
+
+    grid = [("vanilla", None, {}), ("feature_cache", 4, {}), ("taylor", 4, {})]
+    uri, _ = fake_sweep(tmp_path / "runs", "old", grid=grid, drop=("speedup_wall",), samples=False)
+    df = add_labels(load_runs(["old"], [uri]))
+    with pytest.raises(AblateError, match="measure 'speedup_wall': no finished run has it"):
+        require(df, ["fid", "speedup_wall"], "the figure")
+    some = hand_frame()
+    some.loc[some["run_id"] == "taylor1", "fid"] = float("nan")
+    assert missing_note(some, ["fid"], "the figure") == "the figure: 1 run(s) lack fid and are left out (taylor)"
+    rc = main(["report", "--experiment", "old", "--tracking-uri", uri, "--out", str(tmp_path / "out"), "--no-log"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "Traceback" not in err
+    assert (tmp_path / "out" / "pareto_fid_vs_speedup_flops.png").exists()
+    assert not (tmp_path / "out" / "pareto_fid_vs_speedup_wall.png").exists()
+    assert "note: fid vs speedup_wall figure skipped: measure 'speedup_wall': no finished run has it" in err
+    assert "samples.png" in err  # the sample sheet says why it is missing
+
+
+def test_cli_report_and_errors(store, tmp_path, capsys):
+    from ablate.cli import main
+
+    uri, _, _ = store
+    rc = main(["report", "--experiment", "nope", "--tracking-uri", uri, "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"error: experiment: no experiment named 'nope' in {uri}"]
+    assert main(["report", "--tracking-uri", uri, "--hv-ref", "fid"]) == 2
+    assert "--hv-ref" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("template_db")
+def test_sweep_hook_reports_and_never_raises(tmp_path, monkeypatch, capsys):
+    import analysis.report
+    from ablate.sweep.run import _report
+    from ablate.tracking.mlflow_log import Tracker
+
+    uri, parent = fake_sweep(tmp_path / "runs", "hooked", grid=[("vanilla", None, {})])
+    monkeypatch.setenv("ABLATE_RUNS", str(tmp_path / "runs"))
+    calls = []
+
+    def fake_report(experiments, uris, parents, out):
+        calls.append((experiments, uris, parents, out))
+        return analysis.report.Report(out, files=[out / "a.png"], notes=["a note"])
+
+    monkeypatch.setattr(analysis.report, "report", fake_report)
+    _report(Tracker(uri, "hooked"), parent)
+    assert calls == [(["hooked"], [uri], [parent], tmp_path / "runs" / "reports" / "hooked")]
+    printed = capsys.readouterr().out
+    assert "report note: a note" in printed and "report: 1 files in" in printed
+    monkeypatch.undo()
+    monkeypatch.setenv("ABLATE_RUNS", str(tmp_path / "runs"))
+    broken, bparent = fake_sweep(tmp_path / "runs", "broken", grid=[("vanilla", None, {})], finish=False)
+    _report(Tracker(broken, "broken"), bparent)  # the real report: nothing FINISHED is printed, not raised
+    assert "report failed (AblateError: experiment 'broken': no FINISHED trial runs" in capsys.readouterr().out
