@@ -4,6 +4,10 @@ An entry lives in <root>/<kind>/<key>/ where key = sha256 of the canonical JSON 
 made it. A `DONE.json` with every file's sha256 marks it complete: a missing or damaged file means
 the entry is rebuilt. A file lock makes concurrent builders of one entry build it once.
 Root: $ABLATE_STORE, else $ABLATE_HOME/store (put it on a shared path for a cluster).
+
+Read-only seed entries ship inside the package (ablate/weights/<dataset>/store/<kind>/<key>/, same
+layout): the default shortcut ships there, so the main job never trains on a fresh machine. A seed
+entry is used only when its checksums hold; otherwise the writable store builds as usual.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from filelock import FileLock
 
@@ -49,9 +53,24 @@ def _intact(folder: Path) -> bool:
     return all((folder / n).is_file() and _file_sha(folder / n) == sha for n, sha in files.items())
 
 
+SEEDS = Path(__file__).resolve().parent / "weights"
+
+
+def seed_entry(kind: str, key: str) -> Optional[Path]:
+    """An intact shipped entry for this kind and key, if one exists."""
+    for folder in sorted(SEEDS.glob(f"*/store/{kind}/{key}")):
+        if _intact(folder):
+            return folder
+    return None
+
+
 def get_or_build(kind: str, config: dict, build: Callable[[Path], None], log=print) -> Path:
-    """The folder of the entry for `config`, building it with `build(folder)` when absent or damaged."""
+    """The folder of the entry for `config`: a shipped seed, else the store's, built with `build(folder)`
+    when absent or damaged."""
     key = config_hash(config)[:20]
+    seeded = seed_entry(kind, key)
+    if seeded is not None:
+        return seeded
     folder = root() / kind / key
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):

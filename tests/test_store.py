@@ -51,3 +51,34 @@ def test_concurrent_builders_build_once(tmp_path, monkeypatch):
 
 def test_key_is_canonical():
     assert store.config_hash({"a": 1, "b": 2}) == store.config_hash({"b": 2, "a": 1})
+
+
+def test_shipped_seed_entry_is_served_and_a_damaged_one_ignored(tmp_path, monkeypatch):
+    """A seed entry shipped under weights/<dataset>/store/ serves without building; damage falls back."""
+    import shutil
+
+    monkeypatch.setenv("ABLATE_STORE", str(tmp_path / "store"))
+    build, calls = counting_builder()
+    made = store.get_or_build("thing", {"k": 1}, build)
+    seeds = tmp_path / "weights"
+    seed = seeds / "mnist" / "store" / "thing" / made.name
+    shutil.copytree(made, seed)
+    shutil.rmtree(tmp_path / "store")
+    monkeypatch.setattr(store, "SEEDS", seeds)
+
+    assert store.get_or_build("thing", {"k": 1}, build) == seed and len(calls) == 1
+    (seed / "x.bin").write_bytes(b"abd")
+    rebuilt = store.get_or_build("thing", {"k": 1}, build)
+    assert rebuilt != seed and len(calls) == 2 and (seed / "x.bin").read_bytes() == b"abd"  # seed untouched
+
+
+def test_default_shortcut_ships_for_the_shipped_base():
+    """The main job's shortcut (default knobs) is a shipped seed for the shipped MNIST base: no training."""
+    from dataclasses import asdict
+
+    from ablate import accelerators, pretrained
+    from ablate.shortcut.cache import base_hash
+
+    acc = accelerators.build("shortcut", steps=16, budget=4)
+    key = {"base": base_hash(pretrained.load("mnist").base), "shortcut": asdict(acc.sc_cfg), "train": asdict(acc.train_cfg)}
+    assert store.seed_entry("shortcut", store.config_hash(key)[:20]) is not None
