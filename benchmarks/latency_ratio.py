@@ -26,10 +26,6 @@ from ablate.sampling import MaskGITSampler, SamplerConfig
 from ablate.sampling.sampler import balanced_labels
 
 
-def parse_knobs(items):
-    return accelerators.parse_knobs(items or [])
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=16)
@@ -51,7 +47,7 @@ def main(argv=None) -> int:
     runs = [("vanilla", args.steps, vanilla)]
     for budget in args.budget:
         for m in args.method:
-            acc = accelerators.build(m, steps=args.steps, budget=budget, **parse_knobs(args.knob))
+            acc = accelerators.build(m, steps=args.steps, budget=budget, **accelerators.parse_knobs(args.knob))
             if hasattr(acc, "prepare"):
                 acc.prepare(base)
             runs.append((f"{m} B={budget}", budget, acc))
@@ -66,7 +62,7 @@ def main(argv=None) -> int:
         measured_flops[name] = f["gflops_per_image"]
         # N / (B + (N - B) c); step_reduction runs B full steps, i.e. c = 0 over N steps.
         c = f["accel_cost_ratio"]
-        ideal[name] = args.steps / (budget + (args.steps - budget) * c)
+        ideal[name] = cost.ideal_speedup(args.steps, budget, c)
         sampler_for(acc).sample(labels[:2], torch.Generator().manual_seed(1), acc)  # warm-up
 
     times = {name: [] for name, _, _ in runs}

@@ -45,6 +45,11 @@ class FlopCount:
         }
 
 
+def ideal_speedup(steps: int, budget: int, c: float) -> float:
+    """N / (B + (N - B) c): the speedup over N full steps when N - B steps cost c of a full one each."""
+    return steps / (budget + (steps - budget) * c)
+
+
 def count_flops(sampler, labels: torch.Tensor, generator: torch.Generator, accelerator=None) -> FlopCount:
     """FLOPs of sampling `labels` once: total and per step (whatever the accelerator runs)."""
     counter = FlopCounterMode(display=False)

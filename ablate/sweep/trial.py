@@ -12,6 +12,8 @@ import json
 import math
 from typing import Optional
 
+from ablate.metrics import cost
+
 from ablate.evaluate import EvalConfig, evaluate
 
 
@@ -29,10 +31,8 @@ def speedups(measures: dict, trial: dict, accelerator: dict, reference: Optional
     n = trial["steps"]
     b = accelerator.get("budget") or n
     c = measures.get("accel_cost_ratio", 0.0)
-    if trial["method"] in ("vanilla", "step_reduction"):
-        ideal = n / b
-    else:
-        ideal = n / (b + (n - b) * c)
+    # step_reduction runs B full steps and nothing else: c = 0
+    ideal = cost.ideal_speedup(n, b, 0.0 if trial["method"] in ("vanilla", "step_reduction") else c)
     out = {"ideal_speedup": ideal}
     if reference:
         out["speedup_wall"] = reference["latency_ms_per_image"] / measures["latency_ms_per_image"]
