@@ -122,9 +122,9 @@ def report(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[str
             targets = newest_parents(df)
         for uri, pid in targets:
             try:
-                from mlflow.tracking import MlflowClient
+                from ablate.tracking.mlflow_log import open_client
 
-                client = MlflowClient(tracking_uri=uri)
+                client = open_client(uri)
                 for f in rep.files:  # what this report wrote, not whatever else sits in the folder
                     client.log_artifact(pid, str(f), artifact_path="report")
                 rep.logged_to.append(pid)

@@ -27,9 +27,9 @@ META = ("source", "tracking_uri", "experiment", "experiment_id", "parent_run_id"
 
 @functools.lru_cache(maxsize=None)
 def _client(uri: str):
-    from mlflow.tracking import MlflowClient
+    from ablate.tracking.mlflow_log import open_client
 
-    return MlflowClient(tracking_uri=uri)
+    return open_client(uri)
 
 
 def resolve_uri(uri: Optional[str]) -> str:

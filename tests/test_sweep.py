@@ -32,9 +32,9 @@ def run_cli(args, tmp_path, timeout=900, **kw):
 
 
 def client_for(uri):
-    from mlflow.tracking import MlflowClient
+    from ablate.tracking.mlflow_log import open_client
 
-    return MlflowClient(tracking_uri=uri)
+    return open_client(uri)  # locked first use: the driver may be creating the same store right now
 
 
 def runs_of(uri, experiment):

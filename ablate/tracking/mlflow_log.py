@@ -31,6 +31,31 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{runs_dir() / 'mlflow.db'}"
 
 
+def open_client(uri: str):
+    """An MlflowClient whose SQLite schema is created under a file lock.
+
+    MLflow creates and migrates a fresh SQLite store on first use without any lock, so two processes
+    opening a new store at once (a sweep and a `report`, or a test polling it) can both run
+    CREATE TABLE and one fails with "table ... already exists". The lock serialises that first use.
+    """
+    from mlflow.tracking import MlflowClient
+
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri)
+    import fcntl
+
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / (db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)  # creates and migrates the tables
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return client
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -88,13 +113,10 @@ def run_name(trial: dict) -> str:
 class Tracker:
     def __init__(self, tracking_uri: Optional[str], experiment: str):
         import mlflow
-        from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri or default_tracking_uri()
-        if self.uri.startswith("sqlite:///"):
-            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = open_client(self.uri)
         self.experiment = experiment
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
