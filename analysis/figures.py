@@ -242,7 +242,7 @@ def _full_steps(g: pd.DataFrame) -> list[int]:
 
 
 ABLATIONS = [("n_block", "shortcut depth (attention blocks)"), ("use_tokens", "sampled tokens as input"),
-             ("bottleneck", "bottleneck ratio r")]
+             ("bottleneck", "bottleneck ratio r"), ("kl_weight", "KL weight through the head")]
 
 
 def ablation_groups(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -253,7 +253,8 @@ def ablation_groups(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
         if knob not in sc:
             out[knob] = sc.iloc[0:0]
             continue
-        others = [k for k, _ in ABLATIONS if k != knob and k in sc] + [k for k in ("time_embed",) if k in sc]
+        # every other knob at its most common value, so no two settings are averaged as if they were seeds
+        others = [k for k in L.KNOB_ORDER if k != knob and k in sc]
         g = sc
         for k in others:
             common = g[k].astype(str).mode()
@@ -270,7 +271,7 @@ def ablations(df: pd.DataFrame, out: Path, speed: str = "speedup_flops", quality
         raise AblateError("no MIGM-Shortcut runs among these runs, so there is nothing to ablate")
     groups = ablation_groups(df)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(2, 3, figsize=(7.6, 4.6), sharey="row")
+        fig, axes = plt.subplots(2, len(ABLATIONS), figsize=(2.5 * len(ABLATIONS) + 0.6, 4.6), sharey="row")
         cmap = plt.get_cmap("viridis")
         budgets_all = sorted({b for g in groups.values() for b in g["B"].dropna()})
         bcolor = {b: cmap(0.15 + 0.7 * i / max(1, len(budgets_all) - 1)) for i, b in enumerate(budgets_all)}
@@ -305,7 +306,7 @@ def ablations(df: pd.DataFrame, out: Path, speed: str = "speedup_flops", quality
                 ax.set_xlim(-0.4, len(values) - 0.6)
         if not drawn:
             plt.close(fig)
-            raise AblateError("the shortcut runs vary none of depth, tokens, bottleneck ratio; combine with the "
+            raise AblateError("the shortcut runs vary none of depth, tokens, bottleneck ratio, KL weight; combine with the "
                               "ablation sweeps, e.g. --experiment depth --experiment tokens")
         if missing and notes is not None:
             notes.append("ablation figure: " + "; ".join(missing) + " in these runs, so those panels are empty")

@@ -70,6 +70,8 @@ def knob_text(knob: str, v) -> str:
         return "time emb." if v else "no time emb."
     if knob == "order":
         return f"order {v}"
+    if knob == "kl_weight":
+        return f"KL {v}" if v else "MSE only"
     return f"{knob}={v}"
 
 

@@ -480,3 +480,16 @@ def test_sweep_hook_reports_and_never_raises(tmp_path, monkeypatch, capsys):
     broken, bparent = fake_sweep(tmp_path / "runs", "broken", grid=[("vanilla", None, {})], finish=False)
     _report(Tracker(broken, "broken"), bparent)  # the real report: nothing FINISHED is printed, not raised
     assert "report failed (AblateError: experiment 'broken': no FINISHED trial runs" in capsys.readouterr().out
+
+
+def test_ablation_groups_never_average_two_settings_as_seeds():
+    """A KL-weight variant at depth 1 must not be folded into the depth ablation's depth-1 point."""
+    import pandas as pd
+
+    from analysis.figures import ablation_groups
+
+    rows = [dict(method="shortcut", B=4, n_block=d, use_tokens=True, bottleneck=2, time_embed=True, kl_weight=kl)
+            for d, kl in [(0, 3.0), (1, 3.0), (2, 3.0), (1, 0.0)]]
+    groups = ablation_groups(pd.DataFrame(rows))
+    assert sorted(groups["n_block"]["n_block"]) == [0, 1, 2] and set(groups["n_block"]["kl_weight"]) == {3.0}
+    assert sorted(groups["kl_weight"]["kl_weight"]) == [0.0, 3.0] and set(groups["kl_weight"]["n_block"]) == {1}

@@ -31,7 +31,7 @@ class ShortcutAccelerator(Accelerator):
         time_embed: bool = True,
         train_steps: int = 2000,
         rollout: int = 2,
-        kl_weight: float = 0.0,
+        kl_weight: float = 3.0,
         traj_images: int = 1200,
         traj_steps: int = 16,
         checkpoint: Optional[str] = None,

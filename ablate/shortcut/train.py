@@ -31,7 +31,7 @@ class TrainConfig:
     ema: float = 0.995
     rollout: int = 2  # at B = 4 of N = 16 sampling chains 3 shortcut steps; training on 2 closes most of that gap
     mse_weight: float = 1.0
-    kl_weight: float = 0.0
+    kl_weight: float = 3.0  # KL through the frozen head: B4 FID 40.3 (MSE only), 37.7 (1), 35.1 (3), 36.6 (10)
     kl_temp: float = 1.0
     seed: int = 0
     trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)

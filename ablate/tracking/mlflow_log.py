@@ -98,6 +98,11 @@ def run_name(trial: dict) -> str:
             parts.append(f"r{k['bottleneck']}")
         if not k.get("time_embed", True):
             parts.append("notime")
+        from ablate.accelerators import knobs_of
+
+        short = {"kl_weight": "kl", "train_steps": "ts", "rollout": "ro", "traj_images": "ti", "traj_steps": "tn"}
+        defaults = knobs_of("shortcut")
+        parts += [f"{short[n]}{k[n]:g}" for n in short if n in k and k[n] != defaults[n]]  # training variants
     elif m == "taylor":
         parts.append(f"o{k.get('order', 1)}")
     else:
