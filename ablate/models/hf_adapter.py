@@ -330,6 +330,14 @@ def verify(folder: Path) -> None:
             raise AblateError(f"base: {f} {what}; rebuild with `{command}`")
 
 
+def _has_own_code(folder: Path) -> bool:
+    """config.json names classes of its own (auto_map), as remote-code models such as LLaDA do."""
+    try:
+        return bool(json.loads((folder / "config.json").read_text()).get("auto_map"))
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
+
+
 def load(path: str | Path, device: Optional[torch.device] = None) -> HFMaskedLM:
     """The adapter around the checkpoint in `path` (a folder, or a name under ablate/weights/), in eval mode."""
     folder = resolve_folder(str(path))
@@ -348,7 +356,7 @@ def load(path: str | Path, device: Optional[torch.device] = None) -> HFMaskedLM:
             str(folder), local_files_only=True, trust_remote_code=layout.trust_remote_code, dtype=torch.float32
         )
     except Exception as e:  # anything transformers raises: a broken folder, an unknown architecture, remote code
-        hint = "" if layout.trust_remote_code else (
+        hint = "" if layout.trust_remote_code or not _has_own_code(folder) else (
             ' (a model with its own code needs "trust_remote_code": true in ablate.json)'
         )
         raise AblateError(f"base: {folder} could not be loaded as a masked LM ({_first_line(e)}){hint}") from None
