@@ -26,7 +26,12 @@ def cmd_prepare(args) -> int:
     from ablate.data import dataset_key
     from ablate.paths import weights_dir
 
-    cfg = pretrained.apply_overrides(pretrained.PrepareConfig(seed=args.seed), args.set)
+    from ablate.data import check_dataset
+    from ablate.device import resolve_device
+
+    check_dataset(args.dataset)
+    cfg = pretrained.config_for(args.dataset, args.seed, args.set)
+    device = resolve_device(args.device)
     if not args.retrain and not args.set and args.out is None:
         folder = pretrained.find(args.dataset)
         if folder is not None:
@@ -38,7 +43,7 @@ def cmd_prepare(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    pretrained.train_bundle(args.dataset, cfg, out, args.set)
+    pretrained.train_bundle(args.dataset, cfg, out, args.set, device=None if device.type == "cpu" else device)
     return 0
 
 
@@ -229,7 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("prepare", help="train (or verify) tokenizer, base model and classifier for a dataset")
-    s.add_argument("--dataset", default="mnist", help="mnist | digits | folder:PATH (default mnist)")
+    s.add_argument("--dataset", default="mnist",
+                   help="mnist | mnist14 (14x14 tokens, wider base; for a GPU) | digits | folder:PATH (default mnist)")
+    s.add_argument("--device", default="cpu", help="where to train: cpu (default, bit-for-bit reproducible) | cuda | auto")
     s.add_argument("--retrain", action="store_true", help="train anew even when trained models exist")
     s.add_argument("--out", default=None, help="folder to write (default: the cache, $ABLATE_HOME/weights/DATASET)")
     s.add_argument("--seed", type=int, default=0)

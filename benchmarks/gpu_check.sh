@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (issue 7), for a machine with CUDA and PyTorch but none of our other
 # packages: the device tests on real CUDA, `eval` of vanilla vs the shortcut on the GPU, and the
-# interleaved latency table. Results go to $OUT (or ./gpu_out).
+# interleaved latency table, then the mnist14 base of gpu_default trained and measured. Results go to $OUT.
 #
 #   bash benchmarks/gpu_check.sh            # wheels for missing pure-Python packages in .whl/ (optional)
 set -uo pipefail
@@ -28,3 +28,10 @@ done
 python3 benchmarks/scaling.py --device cuda 2>&1 | tee "$OUT/scaling_cuda.md"
 python3 benchmarks/latency_ratio.py --device cuda --steps 16 --budget 3 4 6 --method shortcut feature_cache \
   --rounds 10 --batch-size 500 | tee "$OUT/latency_cuda.md"
+# The wider 14x14-token base of gpu_default, trained here, then vanilla vs the shortcut on it at N = 32, B = 8.
+/usr/bin/time -f "prepare mnist14 wall %e s" python3 -m ablate prepare --dataset mnist14 --device cuda 2>&1 | tail -2
+for m in "vanilla" "shortcut --budget 8"; do
+  tag=${m%% *}
+  /usr/bin/time -f "mnist14 $tag wall %e s" python3 -m ablate eval --device cuda --dataset mnist14 --steps 32 \
+    --method $m --n-samples 2000 --batch-size 500 --json "$OUT/mnist14_$tag.json" 2>&1 | grep -vE "^\s*$" | tail -22
+done

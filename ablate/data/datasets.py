@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from dataclasses import dataclass
@@ -14,7 +15,10 @@ from ablate.errors import AblateError
 
 SIZE = 28  # the embedded tokenizer works on 28x28 single-channel images
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-DATASETS = ("mnist", "digits", "folder:PATH")
+DATASETS = ("mnist", "mnist14", "digits", "folder:PATH")
+# Variants: the images of another dataset under a name of their own, so they get a bundle of their own
+# (pretrained.DATASET_DEFAULTS says what differs: mnist14 = 14x14 tokens and a wider base).
+VARIANTS = {"mnist14": "mnist"}
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,14 @@ def dataset_key(name: str) -> str:
 
 def check_dataset(name: str) -> None:
     """Fail fast on a name no loader knows (before any model is looked up)."""
-    if name not in ("mnist", "digits") and not name.startswith("folder:"):
+    if name not in ("mnist", "digits", *VARIANTS) and not name.startswith("folder:"):
         raise AblateError(f"dataset: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
 def load_dataset(name: str) -> ImageSet:
-    """Load `mnist`, `digits` or `folder:PATH`; unknown names raise a one-line AblateError."""
+    """Load `mnist`, `digits`, `folder:PATH` or a variant; unknown names raise a one-line AblateError."""
+    if name in VARIANTS:
+        return dataclasses.replace(load_dataset(VARIANTS[name]), name=name)
     if name == "mnist":
         return _mnist()
     if name == "digits":

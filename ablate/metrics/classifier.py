@@ -60,11 +60,13 @@ def _shift(x: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> torch.T
     return pad[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
 
 
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, cfg: ClassifierConfig, desc: str = "classifier"):
-    """images uint8 (N, 1, 28, 28); deterministic for a fixed seed and thread count."""
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, cfg: ClassifierConfig, desc: str = "classifier",
+                     device=None):
+    """images uint8 (N, 1, 28, 28); deterministic for a fixed seed and thread count (batches from a CPU generator)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = Classifier(cfg)
+    dev = torch.device(device or "cpu")
+    model = Classifier(cfg).to(dev)
     x = images.float() / 255.0
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
@@ -72,7 +74,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, cfg: Classifier
     bar = progress(range(cfg.steps), desc=desc)
     for step in bar:
         idx = torch.randint(len(x), (cfg.batch_size,), generator=gen)
-        loss = F.cross_entropy(model(_shift(x[idx], gen)), labels[idx])
+        loss = F.cross_entropy(model(_shift(x[idx], gen).to(dev)), labels[idx].to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -80,4 +82,4 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, cfg: Classifier
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
-    return model
+    return model.cpu()

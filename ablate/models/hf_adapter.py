@@ -23,7 +23,8 @@ tokens, the mask and the class condition map onto the model's vocabulary:
   module paths applied in turn) when the search fails;
 - token / position embedding (what the shortcut embeds new tokens with): the input embedding of the
   image ids, and the model's absolute position table at the image positions (`"position_embedding"`:
-  a dotted path, `"position_offset"`: its row of model position 0); a model without one (rotary
+  a dotted path, else the first embedding named like `embeddings.position_embeddings`, `wpe` or
+  `embed_positions`; `"position_offset"`: its row of model position 0); a model without one (rotary
   positions) gets a fixed sinusoidal table;
 - optional: `"trust_remote_code": true` (a folder whose local code you trust), `"autocast": false`
   (keep the forward in fp32 on GPUs).
@@ -52,6 +53,10 @@ from ablate.hashing import file_digest
 SIDECAR = "ablate.json"
 _HEAD_CANDIDATES = (("cls",), ("lm_head",), ("head", "decoder"), ("generator_lm_head",), ("model.transformer.ff_out",))
 _HASHED_SUFFIXES = (".json", ".safetensors", ".bin", ".py")
+# Where configs state the longest sequence (BERT/RoBERTa, GPT-2 style, others), first found wins.
+_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "max_seq_len")
+# Absolute position tables by module name (BERT-style, GPT-2 style, BART/OPT style), after ablate.json's own.
+_POSITION_NAMES = ("embeddings.position_embeddings", "wpe", "embed_positions", "position_embeddings", "pos_emb")
 
 
 @dataclass(frozen=True)
@@ -159,10 +164,13 @@ class HFMaskedLM(nn.Module):
                 raise AblateError(
                     f"base: {SIDECAR}: {what} reach id {top}, beyond the model's vocabulary of {model_vocab}"
                 )
-        max_pos = getattr(lm.config, "max_position_embeddings", None)
-        if isinstance(max_pos, int) and max_pos < layout.position_offset + self.prefix + layout.seq_len:
-            raise AblateError(f"base: {SIDECAR}: seq_len {layout.seq_len} + 1 class token exceed the model's "
-                              f"max_position_embeddings ({max_pos})")
+        for key in _LENGTH_KEYS:  # the first length limit the config states
+            max_pos = getattr(lm.config, key, None)
+            if isinstance(max_pos, int) and not isinstance(max_pos, bool):
+                if max_pos < layout.position_offset + self.prefix + layout.seq_len:
+                    raise AblateError(f"base: {SIDECAR}: seq_len {layout.seq_len} + 1 class token exceed the model's "
+                                      f"{key} ({max_pos})")
+                break
         self.register_buffer("class_ids", torch.tensor(layout.class_ids, dtype=torch.long), persistent=False)
         self.head_path = self._find_head()
         self._pos_source = None
@@ -227,9 +235,9 @@ class HFMaskedLM(nn.Module):
 
     def _position_table(self) -> Optional[torch.Tensor]:
         paths = [self.layout.position_embedding] if self.layout.position_embedding else []
-        prefix = getattr(self.lm, "base_model_prefix", "")
-        paths += [f"{prefix}.embeddings.position_embeddings" if prefix else "embeddings.position_embeddings",
-                  "embeddings.position_embeddings"]
+        modules = [n for n, m in self.lm.named_modules() if isinstance(m, nn.Embedding)]
+        for name in _POSITION_NAMES:  # the shortest module path ending in a known name
+            paths += sorted((n for n in modules if n == name or n.endswith("." + name)), key=len)[:1]
         for path in paths:
             try:
                 t = _get(self.lm, path)
@@ -251,9 +259,12 @@ class HFMaskedLM(nn.Module):
         if self.folder is None:
             raise AttributeError("weights_hash needs the checkpoint folder")
         h = hashlib.sha256()
-        for p in sorted(self.folder.iterdir()):
-            if p.is_file() and p.suffix in _HASHED_SUFFIXES and p.name != "manifest.json":
-                h.update(p.name.encode())
+        for p in sorted(self.folder.rglob("*")):  # sub-folders too: remote code may import its own package
+            rel = p.relative_to(self.folder)
+            if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+                continue
+            if p.is_file() and p.suffix in _HASHED_SUFFIXES and rel.as_posix() != "manifest.json":
+                h.update(rel.as_posix().encode())
                 h.update(file_digest(p, "sha256").encode())
         return h.hexdigest()
 

@@ -55,12 +55,17 @@ def adamw_warmup_cosine(model, cfg, no_decay_key: str):
 
 
 def train_maskgit(
-    codes: torch.Tensor, labels: torch.Tensor, model_cfg: MaskGITConfig, cfg: BaseTrainConfig, desc: str = "base model"
+    codes: torch.Tensor, labels: torch.Tensor, model_cfg: MaskGITConfig, cfg: BaseTrainConfig, desc: str = "base model",
+    device=None,
 ) -> MaskGIT:
-    """codes (N, L) int64 token grids of the training images, labels (N,)."""
+    """codes (N, L) int64 token grids of the training images, labels (N,).
+
+    Batches and masks come from a CPU generator whatever the device (the same data order on a GPU).
+    """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = MaskGIT(model_cfg)
+    dev = torch.device(device or "cpu")
+    model = MaskGIT(model_cfg).to(dev)
     opt, sched = adamw_warmup_cosine(model, cfg, no_decay_key="emb")
     model.train()
     bar = progress(range(cfg.steps), desc=desc)
@@ -69,6 +74,7 @@ def train_maskgit(
         x, y = codes[idx], labels[idx]
         mask = random_mask(x, gen)
         drop = torch.rand(len(y), generator=gen) < model_cfg.label_drop
+        x, y, mask, drop = x.to(dev), y.to(dev), mask.to(dev), drop.to(dev)
         logits, _ = model(x.masked_fill(mask, model.mask_id), y, drop)
         loss = F.cross_entropy(logits[mask], x[mask])
         opt.zero_grad(set_to_none=True)
@@ -79,4 +85,4 @@ def train_maskgit(
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
-    return model
+    return model.cpu()

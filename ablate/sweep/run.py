@@ -135,6 +135,9 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
                   f"(objectives: {', '.join(o.metric + ' ' + o.mode for o in space.objectives)})")
         return {"trials": trials}
 
+    from ablate import pretrained
+
+    pretrained.require(space.dataset)  # before any MLflow run: every trial would fail without the models
     space_dict = space.model_dump(mode="json", by_alias=True)
     space_hash = config_hash(space_dict)
     tracker = Tracker(tracking_uri, experiment or space.name)

@@ -1,5 +1,8 @@
 """A small VQ-VAE (EMA codebook): 28x28x1 -> 7x7 code ids in [0, K) -> 28x28x1.
 
+`downsample` = 1 keeps a 14x14 grid instead (196 tokens: the longer sequence of the scaling study
+and of `mnist14`); the layers keep their names, so the 7x7 weights load as they always did.
+
 EMA codebook updates (van den Oord et al., 2017, appendix) and restarting unused codes from
 the batch keep every code alive, which the base model's vocabulary relies on.
 """
@@ -12,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ablate.errors import AblateError
 from ablate.progress import progress
 
 
@@ -26,6 +30,7 @@ class VQVAEConfig:
     commitment: float = 0.25
     ema_decay: float = 0.99
     seed: int = 0
+    downsample: int = 2  # stride-2 stages: 2 -> 7x7 tokens, 1 -> 14x14
 
 
 def _res(ch: int) -> nn.Module:
@@ -42,22 +47,25 @@ class _Residual(nn.Module):
 
 
 class VQVAE(nn.Module):
-    """encode(images float [0,1]) -> codes (B, 7, 7); decode(codes) -> images float [0,1]."""
+    """encode(images float [0,1]) -> codes (B, g, g), g = grid; decode(codes) -> images float [0,1]."""
 
     def __init__(self, cfg: VQVAEConfig):
         super().__init__()
         self.cfg = cfg
         h, d, k = cfg.hidden, cfg.code_dim, cfg.codebook_size
+        if cfg.downsample not in (1, 2):
+            raise AblateError(f"tokenizer.downsample: must be 1 (14x14 tokens) or 2 (7x7), got {cfg.downsample}")
+        two = cfg.downsample == 2
         self.encoder = nn.Sequential(
             nn.Conv2d(1, h, 4, 2, 1), nn.ReLU(),  # 14x14
-            nn.Conv2d(h, 2 * h, 4, 2, 1),  # 7x7
+            nn.Conv2d(h, 2 * h, 4, 2, 1) if two else nn.Conv2d(h, 2 * h, 3, 1, 1),  # 7x7 (or 14x14)
             _Residual(2 * h), _Residual(2 * h), nn.ReLU(),
             nn.Conv2d(2 * h, d, 1),
         )
         self.decoder = nn.Sequential(
             nn.Conv2d(d, 2 * h, 3, padding=1),
             _Residual(2 * h), _Residual(2 * h), nn.ReLU(),
-            nn.ConvTranspose2d(2 * h, h, 4, 2, 1), nn.ReLU(),  # 14x14
+            nn.ConvTranspose2d(2 * h, h, 4, 2, 1) if two else nn.Conv2d(2 * h, h, 3, 1, 1), nn.ReLU(),  # 14x14
             nn.ConvTranspose2d(h, 1, 4, 2, 1),  # 28x28
         )
         self.register_buffer("codebook", torch.randn(k, d) * 0.1)
@@ -66,7 +74,7 @@ class VQVAE(nn.Module):
 
     @property
     def grid(self) -> int:
-        return 7
+        return 28 // 2 ** self.cfg.downsample
 
     def _nearest(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, d, H, W) -> code ids (B, H, W)."""
@@ -76,7 +84,7 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """images float (B, 1, 28, 28) in [0, 1] -> code ids (B, 7, 7) int64."""
+        """images float (B, 1, 28, 28) in [0, 1] -> code ids (B, grid, grid) int64."""
         return self._nearest(self.encoder(images * 2 - 1))
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
@@ -84,7 +92,7 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """code ids (B, 7, 7) or (B, 49) -> images float (B, 1, 28, 28) in [0, 1]."""
+        """code ids (B, grid, grid) or (B, grid**2) -> images float (B, 1, 28, 28) in [0, 1]."""
         if codes.dim() == 2:
             codes = codes.view(codes.shape[0], self.grid, self.grid)
         return torch.sigmoid(self.decoder(self.embed(codes)))
@@ -113,22 +121,25 @@ class VQVAE(nn.Module):
         # Restart codes that fell out of use (under ~1 use per batch) at encoder outputs of this batch.
         dead = torch.nonzero(self.ema_count < 1.0).flatten()
         if len(dead):
-            pick = flat[torch.arange(len(dead)) * 7 % len(flat)]
+            pick = flat[torch.arange(len(dead), device=flat.device) * 7 % len(flat)]
             self.codebook[dead] = pick
             self.ema_sum[dead] = pick
             self.ema_count[dead] = 1.0
 
 
-def train_vqvae(images: torch.Tensor, cfg: VQVAEConfig, desc: str = "tokenizer") -> VQVAE:
-    """Train on uint8 images (N, 1, 28, 28); deterministic for a fixed cfg.seed and thread count."""
+def train_vqvae(images: torch.Tensor, cfg: VQVAEConfig, desc: str = "tokenizer", device=None) -> VQVAE:
+    """Train on uint8 images (N, 1, 28, 28); deterministic for a fixed cfg.seed and thread count.
+
+    Batches are drawn with a CPU generator whatever the device, so the data order never depends on it.
+    """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = VQVAE(cfg)
-    x = images.float() / 255.0
+    model = VQVAE(cfg).to(device or "cpu")
+    x = (images.float() / 255.0).to(device or "cpu")
     init = torch.randperm(len(x), generator=gen)[: cfg.codebook_size * 4]
     with torch.no_grad():  # start the codebook at encoder outputs of real images
-        z = model.encoder(x[init] * 2 - 1).permute(0, 2, 3, 1).reshape(-1, cfg.code_dim)
-        pick = z[torch.randperm(len(z), generator=gen)[: cfg.codebook_size]]
+        z = model.encoder(x[init.to(x.device)] * 2 - 1).permute(0, 2, 3, 1).reshape(-1, cfg.code_dim)
+        pick = z[torch.randperm(len(z), generator=gen)[: cfg.codebook_size].to(x.device)]
         model.codebook.copy_(pick)
         model.ema_sum.copy_(pick)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -136,7 +147,7 @@ def train_vqvae(images: torch.Tensor, cfg: VQVAEConfig, desc: str = "tokenizer")
     model.train()
     bar = progress(range(cfg.steps), desc=desc)
     for step in bar:
-        idx = torch.randint(len(x), (cfg.batch_size,), generator=gen)
+        idx = torch.randint(len(x), (cfg.batch_size,), generator=gen).to(x.device)
         loss, codes = model.training_loss(x[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -145,7 +156,7 @@ def train_vqvae(images: torch.Tensor, cfg: VQVAEConfig, desc: str = "tokenizer")
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}", codes=int(codes.unique().numel()))
     model.eval()
-    return model
+    return model.cpu()
 
 
 def config_dict(cfg: VQVAEConfig) -> dict:
