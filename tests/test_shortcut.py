@@ -63,3 +63,44 @@ def test_trained_shortcut_is_cached_and_checked(tiny_model, tmp_path, monkeypatc
 
     with pytest.raises(AblateError, match="^checkpoint: .*another base model"):
         load(folder, other)
+
+
+def test_sampler_feeds_the_shortcut_what_training_pairs_hold(tiny_model):
+    """At every skip step the sampler hands the shortcut exactly the (f_s, tokens committed at s, their positions,
+    mask ratio after s) that `pair_inputs` builds from a teacher trajectory: no off-by-one between the two.
+
+    A spy shortcut records its inputs and returns vanilla's own next feature, so the accelerated run follows
+    the vanilla trajectory of the same seed step for step."""
+    from ablate import accelerators
+    from ablate.sampling import MaskGITSampler, SamplerConfig
+    from ablate.sampling.schedule import full_steps
+    from ablate.shortcut.train import pair_inputs
+
+    steps, labels = 6, torch.tensor([0, 1, 2, 0])
+    skips = [t for t in range(steps) if t not in full_steps(steps, 2)]
+    sampler = MaskGITSampler(tiny_model, SamplerConfig(steps, cfg_w=1.0))
+    feats = []
+    ref = sampler.sample(labels, torch.Generator().manual_seed(7), hooks=[lambda st, out: feats.append(out.feature)])
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, feature, new_tokens, new_positions, mask_ratio):
+            seen.append((feature, new_tokens, new_positions, mask_ratio))
+            return feats[skips[len(seen) - 1]]
+
+        def num_params(self):
+            return 0
+
+    acc = accelerators.build("shortcut", steps=steps, budget=2)
+    acc.net = Spy()
+    out = sampler.sample(labels, torch.Generator().manual_seed(7), acc)
+    assert torch.equal(out.tokens, ref.tokens) and torch.equal(out.order, ref.order) and len(seen) == len(skips) == 4
+    data = {"order": ref.order, "tokens": ref.tokens}
+    n = len(labels)
+    for (feature, tokens, pos, ratio), t in zip(seen, skips):
+        s = t - 1
+        want_pos, want_tokens, want_ratio, _ = pair_inputs(data, torch.arange(n), None, torch.full((n,), s))
+        torch.testing.assert_close(feature, feats[s], rtol=0, atol=0)  # both CFG branches, f_s exactly
+        assert torch.equal(pos[:n], want_pos) and torch.equal(pos[n:], want_pos)
+        assert torch.equal(tokens[:n], want_tokens) and torch.equal(tokens[n:], want_tokens)
+        torch.testing.assert_close(ratio[:n], want_ratio)
