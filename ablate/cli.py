@@ -23,11 +23,9 @@ def cmd_schedule(args) -> int:
 
 def cmd_prepare(args) -> int:
     from ablate import pretrained
-    from ablate.data import dataset_key
-    from ablate.paths import weights_dir
-
-    from ablate.data import check_dataset
+    from ablate.data import check_dataset, dataset_key
     from ablate.device import resolve_device
+    from ablate.paths import weights_dir
 
     check_dataset(args.dataset)
     cfg = pretrained.config_for(args.dataset, args.seed, args.set)

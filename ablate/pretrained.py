@@ -110,8 +110,13 @@ def sha256(path: Path) -> str:
     return file_digest(path, "sha256")
 
 
+def _on_gpu(dataset: str) -> str:
+    """Datasets with settings of their own (mnist14) are sized for a GPU: their hints say so."""
+    return " --device cuda" if dataset_key(dataset) in DATASET_DEFAULTS else ""
+
+
 def _retrain_hint(dataset: str) -> str:
-    return f"rebuild with `python -m ablate prepare --dataset {dataset} --retrain`"
+    return f"rebuild with `python -m ablate prepare --dataset {dataset} --retrain{_on_gpu(dataset)}`"
 
 
 def find(dataset: str) -> Optional[Path]:
@@ -150,10 +155,9 @@ def require(dataset: str) -> Path:
     """The bundle folder of `dataset`, or a one-line error saying how to build it."""
     folder = find(dataset)
     if folder is None:
-        on_gpu = " --device cuda" if dataset_key(dataset) in DATASET_DEFAULTS else ""
         raise AblateError(
             f"weights: no trained models for dataset {dataset!r}; run `python -m ablate prepare --dataset {dataset}"
-            f"{on_gpu}`"
+            f"{_on_gpu(dataset)}`"
         )
     return folder
 
