@@ -41,7 +41,7 @@ def cmd_prepare(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    pretrained.train_bundle(args.dataset, cfg, out, args.set, device=None if device.type == "cpu" else device)
+    pretrained.train_bundle(args.dataset, cfg, out, args.set, device=device)
     return 0
 
 

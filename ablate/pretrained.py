@@ -56,8 +56,6 @@ DATASET_DEFAULTS = {
 
 def config_for(dataset: str, seed: int = 0, overrides: list[str] = ()) -> PrepareConfig:
     """PrepareConfig of `dataset`: the defaults, the dataset's own settings, then the user's --set lines."""
-    from ablate.data import dataset_key
-
     return apply_overrides(PrepareConfig(seed=seed), DATASET_DEFAULTS.get(dataset_key(dataset), []) + list(overrides))
 
 

@@ -17,11 +17,11 @@ from ablate.tokenizer.vqvae import VQVAE, VQVAEConfig
 TINY = ["tokenizer.steps=5", "classifier.steps=5", "base_train.steps=3", "base.depth=1", "base.dim=32", "base.heads=2"]
 
 
-def _cli(args, home, runs=None):
+def _cli(args, home, runs=None, timeout=600):
     env = {**os.environ, "ABLATE_HOME": str(home), "ABLATE_PROGRESS": "0"}
     if runs is not None:
         env["ABLATE_RUNS"] = str(runs)
-    return subprocess.run([sys.executable, "-m", "ablate", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run([sys.executable, "-m", "ablate", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def test_mnist14_defaults_are_14x14_tokens_and_a_wider_base():
@@ -57,7 +57,9 @@ def test_prepare_and_eval_mnist14_through_the_cli(tmp_path):
 
 
 def test_gpu_space_without_mnist14_models_stops_before_logging(tmp_path):
-    r = _cli(["sweep", "gpu_default", "--device", "cpu", "--no-report"], tmp_path / "home", tmp_path / "runs")
+    # a few seconds when the check holds; without it Ray would start and run failing trials
+    r = _cli(["sweep", "gpu_default", "--device", "cpu", "--no-report"], tmp_path / "home", tmp_path / "runs",
+             timeout=120)
     assert r.returncode == 2
     line = r.stderr.strip().splitlines()[-1]
     assert "no trained models for dataset 'mnist14'" in line and "prepare --dataset mnist14 --device cuda" in line

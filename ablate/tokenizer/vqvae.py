@@ -134,12 +134,13 @@ def train_vqvae(images: torch.Tensor, cfg: VQVAEConfig, desc: str = "tokenizer",
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = VQVAE(cfg).to(device or "cpu")
-    x = (images.float() / 255.0).to(device or "cpu")
+    dev = torch.device(device or "cpu")
+    model = VQVAE(cfg).to(dev)
+    x = (images.float() / 255.0).to(dev)
     init = torch.randperm(len(x), generator=gen)[: cfg.codebook_size * 4]
     with torch.no_grad():  # start the codebook at encoder outputs of real images
-        z = model.encoder(x[init.to(x.device)] * 2 - 1).permute(0, 2, 3, 1).reshape(-1, cfg.code_dim)
-        pick = z[torch.randperm(len(z), generator=gen)[: cfg.codebook_size].to(x.device)]
+        z = model.encoder(x[init.to(dev)] * 2 - 1).permute(0, 2, 3, 1).reshape(-1, cfg.code_dim)
+        pick = z[torch.randperm(len(z), generator=gen)[: cfg.codebook_size].to(dev)]
         model.codebook.copy_(pick)
         model.ema_sum.copy_(pick)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -147,7 +148,7 @@ def train_vqvae(images: torch.Tensor, cfg: VQVAEConfig, desc: str = "tokenizer",
     model.train()
     bar = progress(range(cfg.steps), desc=desc)
     for step in bar:
-        idx = torch.randint(len(x), (cfg.batch_size,), generator=gen).to(x.device)
+        idx = torch.randint(len(x), (cfg.batch_size,), generator=gen).to(dev)
         loss, codes = model.training_loss(x[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
