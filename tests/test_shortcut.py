@@ -99,8 +99,88 @@ def test_sampler_feeds_the_shortcut_what_training_pairs_hold(tiny_model):
     n = len(labels)
     for (feature, tokens, pos, ratio), t in zip(seen, skips):
         s = t - 1
-        want_pos, want_tokens, want_ratio, _ = pair_inputs(data, torch.arange(n), None, torch.full((n,), s))
+        want_pos, want_tokens, valid, want_ratio, _ = pair_inputs(data, torch.arange(n), torch.full((n,), s))
+        assert valid.all()  # one step for every row: nothing padded
         torch.testing.assert_close(feature, feats[s], rtol=0, atol=0)  # both CFG branches, f_s exactly
         assert torch.equal(pos[:n], want_pos) and torch.equal(pos[n:], want_pos)
         assert torch.equal(tokens[:n], want_tokens) and torch.equal(tokens[n:], want_tokens)
         torch.testing.assert_close(ratio[:n], want_ratio)
+
+
+def _old_pair_inputs(data, img, s):
+    """The format-1 pairs (every row took row 0's count): kept here only to show the test below catches it."""
+    order, tokens = data["order"][img], data["tokens"][img]
+    committed = order == s[:, None]
+    k = int(committed[0].sum())
+    pos = committed.float().argsort(dim=1, descending=True, stable=True)[:, :k]
+    still_masked = order > s[:, None]
+    return pos, tokens.gather(1, pos), torch.ones_like(pos, dtype=torch.bool), still_masked.float().mean(1), still_masked
+
+
+@pytest.mark.parametrize("build", ["pair_inputs", pytest.param("old", marks=pytest.mark.xfail(strict=True))])
+def test_mixed_step_batch_matches_what_sampling_feeds_row_by_row(tiny_model, build):
+    """A training batch whose rows sit at different steps: row by row, the loss's inputs are exactly what the
+    sampler hands the shortcut at that row's step (positions, tokens, mask ratio), and no position still
+    masked after the step ever shows its token. The format-1 pairs (row 0's count for every row) fail it."""
+    from ablate import accelerators
+    from ablate.sampling import MaskGITSampler, SamplerConfig
+    from ablate.shortcut.train import pair_inputs
+
+    make = pair_inputs if build == "pair_inputs" else _old_pair_inputs
+    steps, labels = 6, torch.tensor([0, 1, 2, 0, 1, 2])
+    sampler = MaskGITSampler(tiny_model, SamplerConfig(steps, cfg_w=1.0))
+    n = len(labels)
+    # What sampling feeds the shortcut after each step s (a spy at every skip step of budget 1).
+    fed = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, feature, new_tokens, new_positions, mask_ratio):
+            fed[len(fed)] = (new_tokens[:n], new_positions[:n], mask_ratio[:n])
+            return feature
+
+        def num_params(self):
+            return 0
+
+    acc = accelerators.build("shortcut", steps=steps, budget=1)
+    acc.net = Spy()
+    # The pairs are built from the order and tokens of that same run, so the two sides see one trajectory.
+    out = sampler.sample(labels, torch.Generator().manual_seed(3), acc)
+    data = {"order": out.order, "tokens": out.tokens}
+    s = torch.tensor([0, 3, 1, 4, 2, 0])  # mixed steps, commit counts differ between them
+    counts = [int((out.order[i] == s[i]).sum()) for i in range(n)]
+    assert len(set(counts)) > 1
+    pos, tokens, valid, ratio, masked = make(data, torch.arange(n), s)
+    for i in range(n):
+        want_tokens, want_pos, want_ratio = (x[i] for x in fed[int(s[i])])
+        k = int(valid[i].sum())
+        assert torch.equal(pos[i, :k], want_pos) and torch.equal(tokens[i, :k], want_tokens), f"row {i} (step {s[i]})"
+        torch.testing.assert_close(ratio[i], want_ratio)
+        seen = pos[i][valid[i]]
+        assert not masked[i, seen].any(), f"row {i} sees a token that is still masked after its step"
+
+
+def test_training_format_is_part_of_the_store_key(tiny_model, tmp_path, monkeypatch):
+    """A shortcut trained under an older training format is never served for the current one."""
+    from ablate.shortcut import train as training
+
+    monkeypatch.setenv("ABLATE_STORE", str(tmp_path / "store"))
+    cfg = TrainConfig(steps=3, batch_size=4, trajectories=TrajectoryConfig(n_images=6, steps=4, shard_size=6))
+    monkeypatch.setattr(training, "TRAINING_FORMAT", training.TRAINING_FORMAT - 1)
+    load_or_train(tiny_model, ShortcutConfig(), cfg, log=lambda *_: None)
+    monkeypatch.undo()
+    monkeypatch.setenv("ABLATE_STORE", str(tmp_path / "store"))
+    logs = []
+    _, meta = load_or_train(tiny_model, ShortcutConfig(), cfg, log=logs.append)
+    assert any("recording" in line for line in logs) and any("training shortcut" in line for line in logs)
+    assert meta["format"] == training.TRAINING_FORMAT
+    assert len(list((tmp_path / "store" / "shortcut").glob("*/DONE.json"))) == 2
+
+
+def test_resume_key_of_a_shortcut_trial_follows_the_training_format(monkeypatch):
+    from ablate.shortcut import train as training
+    from ablate.tracking.mlflow_log import trial_key
+
+    sc, fc = {"method": "shortcut", "steps": 16, "budget": 4, "knobs": {}}, {"method": "feature_cache", "steps": 16}
+    before = trial_key(sc), trial_key(fc)
+    monkeypatch.setattr(training, "TRAINING_FORMAT", training.TRAINING_FORMAT + 1)
+    assert trial_key(sc) != before[0] and trial_key(fc) == before[1]

@@ -20,6 +20,7 @@ from ablate.device import model_device
 from ablate.errors import AblateError
 from ablate.models.protocol import token_table
 from ablate.shortcut.model import Shortcut, ShortcutConfig
+from ablate.shortcut import train as training
 from ablate.shortcut.train import TrainConfig, train_shortcut
 from ablate.shortcut.trajectories import Trajectories, record
 
@@ -41,7 +42,7 @@ def base_hash(base: torch.nn.Module) -> str:
 
 
 def trajectories_for(base, cfg: TrainConfig, log=print) -> Trajectories:
-    key = {"base": base_hash(base), **asdict(cfg.trajectories)}
+    key = {"format": training.TRAINING_FORMAT, "base": base_hash(base), **asdict(cfg.trajectories)}
 
     def build(folder: Path):
         log(f"recording {cfg.trajectories.n_images} teacher trajectories (N_train={cfg.trajectories.steps}); cached after")
@@ -74,13 +75,14 @@ def load_or_train(base, sc_cfg: ShortcutConfig, cfg: TrainConfig, checkpoint: Op
     if checkpoint:
         return load(Path(checkpoint), base)
     bh = base_hash(base)
-    key = {"base": bh, "shortcut": asdict(sc_cfg), "train": asdict(cfg)}
+    key = {"format": training.TRAINING_FORMAT, "base": bh, "shortcut": asdict(sc_cfg), "train": asdict(cfg)}
 
     def build(folder: Path):
         traj = trajectories_for(base, cfg, log)
         log(f"training shortcut {describe(sc_cfg)} ({cfg.steps} steps); cached after")
         net, stats = train_shortcut(base, traj, sc_cfg, cfg)
-        save(folder, net, {"shortcut": asdict(sc_cfg), "train": asdict(cfg), "base_hash": bh, "stats": stats})
+        save(folder, net, {"format": training.TRAINING_FORMAT, "shortcut": asdict(sc_cfg), "train": asdict(cfg),
+                           "base_hash": bh, "stats": stats})
 
     return load(store.get_or_build("shortcut", key, build, log=log), base)
 

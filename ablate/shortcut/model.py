@@ -37,12 +37,14 @@ class _Attn(nn.Module):
         self.heads = heads
         self.q, self.kv, self.o = nn.Linear(w, w), nn.Linear(w, 2 * w), nn.Linear(w, w)
 
-    def forward(self, x, ctx):
+    def forward(self, x, ctx, valid=None):
+        """valid (b, keys) bool: which keys of ctx are real (None: all of them)."""
         b, n, w = x.shape
         h = self.heads
         q = self.q(x).view(b, n, h, w // h).transpose(1, 2)
         k, v = self.kv(ctx).view(b, ctx.shape[1], 2, h, w // h).permute(2, 0, 3, 1, 4)
-        return self.o(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, w))
+        mask = None if valid is None else valid[:, None, None, :]
+        return self.o(F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b, n, w))
 
 
 class _FFN(nn.Sequential):
@@ -60,9 +62,9 @@ class _Block(nn.Module):
         self.norm_s = nn.LayerNorm(w)
         self.self_attn, self.ffn2 = _Attn(w, cfg.heads), _FFN(w, cfg.mlp_ratio)
 
-    def forward(self, x, ctx):
+    def forward(self, x, ctx, valid=None):
         if self.cross is not None and ctx is not None and ctx.shape[1] > 0:
-            x = x + self.cross(self.norm_x(x), self.norm_c(ctx))
+            x = x + self.cross(self.norm_x(x), self.norm_c(ctx), valid)
             x = x + self.ffn1(x)
         h = self.norm_s(x)
         x = x + self.self_attn(h, h)
@@ -97,9 +99,11 @@ class Shortcut(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, feature, new_tokens, new_positions, mask_ratio):
+    def forward(self, feature, new_tokens, new_positions, mask_ratio, new_valid=None):
         """feature (R, L, d); new_tokens/new_positions (R, k) committed at the previous step; mask_ratio (R,).
 
+        new_valid (R, k) bool marks real entries where rows commit different counts (training pads them);
+        None (sampling: every row commits the same count) means all are real.
         Returns the predicted next feature (R, L, d).
         """
         x = self.inp(feature)
@@ -107,9 +111,13 @@ class Shortcut(nn.Module):
         if self.tok_in is not None and new_tokens.shape[1] > 0:
             ctx = self.tok_in(self.tok_emb[new_tokens] + self.pos_emb[new_positions])
             if not self.blocks:  # no attention: a pooled summary of the new tokens, at every position
-                x = x + ctx.mean(1, keepdim=True)
+                if new_valid is None:
+                    x = x + ctx.mean(1, keepdim=True)
+                else:
+                    w = new_valid[..., None].to(ctx.dtype)
+                    x = x + (ctx * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1)
         for block in self.blocks:
-            x = block(x, ctx)
+            x = block(x, ctx, new_valid)
         x = self.post(x)
         if self.time is not None:
             scale, shift = self.time(sinusoidal(mask_ratio * 1000, x.shape[-1])).chunk(2, dim=-1)

@@ -22,6 +22,12 @@ from ablate.shortcut.model import Shortcut, ShortcutConfig
 from ablate.shortcut.trajectories import TrajectoryConfig, Trajectories
 
 
+# Version of what training pairs mean, part of every store key of trajectories and trained shortcuts:
+# a shortcut trained by an older format is never found for a newer one. 1: every row of a batch took the
+# new-token count of row 0 (rows at other steps saw wrong tokens, some still masked); 2: each row its own.
+TRAINING_FORMAT = 2
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 2000
@@ -37,17 +43,28 @@ class TrainConfig:
     trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)
 
 
-def pair_inputs(data: dict, img, br, s):
-    """Teacher pair at step s -> s+1: (f_s, new tokens, positions, mask ratio after s, f_{s+1}, masked after s)."""
+def pair_inputs(data: dict, img: torch.Tensor, s: torch.Tensor):
+    """Teacher pairs at steps s -> s+1, one step per row (rows may sit at different steps).
+
+    Returns (positions, new tokens, valid, mask ratio after s, masked after s). Row i sees exactly the
+    positions committed at *its* step s[i], in increasing position order as the sampler hands them over;
+    rows that commit fewer tokens than the batch's largest count are padded, and `valid` (b, k) marks the
+    real entries (the shortcut's attention never looks at padding). Padding rather than one step per
+    batch: both train at the same speed here (measured: see the module docstring), and mixed batches keep
+    every step in every gradient.
+    """
     order = data["order"][img]  # (b, L)
     tokens = data["tokens"][img]
     committed = order == s[:, None]
-    k = int(committed[0].sum())
+    counts = committed.sum(1)
+    k = int(counts.max())
     pos = committed.float().argsort(dim=1, descending=True, stable=True)[:, :k]
-    new_tokens = tokens.gather(1, pos)
+    valid = torch.arange(k, device=pos.device)[None, :] < counts[:, None]
+    pos = pos.masked_fill(~valid, 0)
+    new_tokens = tokens.gather(1, pos).masked_fill(~valid, 0)
     still_masked = order > s[:, None]
     ratio = still_masked.float().mean(1)
-    return pos, new_tokens, ratio, still_masked
+    return pos, new_tokens, valid, ratio, still_masked
 
 
 def shortcut_loss(shortcut, head, data, img, br, s, cfg: TrainConfig) -> torch.Tensor:
@@ -57,8 +74,8 @@ def shortcut_loss(shortcut, head, data, img, br, s, cfg: TrainConfig) -> torch.T
     total = 0.0
     for r in range(cfg.rollout):
         step = s + r
-        pos, new_tokens, ratio, masked = pair_inputs(data, img, br, step)
-        f = shortcut(f, new_tokens, pos, ratio)
+        pos, new_tokens, valid, ratio, masked = pair_inputs(data, img, step)
+        f = shortcut(f, new_tokens, pos, ratio, valid)
         target = feats[rows, step + 1]
         m = masked[..., None].float()
         denom = m.sum().clamp_min(1) * f.shape[-1]

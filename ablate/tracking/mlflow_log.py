@@ -83,8 +83,17 @@ _KEY_DEFAULTS = {"base": None, "device": "cpu", "precision": "auto"}
 
 
 def trial_key(trial: dict) -> str:
-    """Identity of a trial across invocations (what --resume matches on)."""
-    return config_hash({k: v for k, v in trial.items() if not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])})[:16]
+    """Identity of a trial across invocations (what --resume matches on).
+
+    A learned shortcut's trials carry the training format too, so a sweep resumed after a change of what
+    training pairs mean reruns them instead of keeping numbers of a shortcut trained the old way.
+    """
+    key = {k: v for k, v in trial.items() if not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])}
+    if trial.get("method") == "shortcut":
+        from ablate.shortcut.train import TRAINING_FORMAT
+
+        key["training_format"] = TRAINING_FORMAT
+    return config_hash(key)[:16]
 
 
 def run_name(trial: dict) -> str:
