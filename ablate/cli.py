@@ -1,4 +1,4 @@
-"""`python -m ablate COMMAND`: every stage of DESIGN.md's flow reachable from the shell.
+"""`python -m ablate COMMAND`: every stage of the flow (docs/architecture.md) reachable from the shell.
 
 Bad input raises AblateError; main() prints it as one line `error: ...` and returns 2.
 """
@@ -45,37 +45,35 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def _eval_config(args, **over):
+    """The EvalConfig of the sampling options every sampling command shares."""
+    from ablate.evaluate import EvalConfig
+    from ablate.methods import parse_knobs
+
+    fields = dict(knobs=parse_knobs(args.knob), dataset=args.dataset, method=args.method, steps=args.steps,
+                  budget=args.budget, seed=args.seed, batch_size=args.batch_size, cfg_w=args.cfg_w,
+                  r_temp=args.r_temp, sm_temp=args.sm_temp, base=args.base, device=args.device,
+                  precision=args.precision)
+    return EvalConfig(**(fields | over))
+
+
 def cmd_sample(args) -> int:
     import torch
 
-    from ablate import accelerators, pretrained
+    from ablate.evaluate import setup
     from ablate.grid import save_grid
-    from ablate.sampling import MaskGITSampler, SamplerConfig
-    from ablate.sampling.sampler import balanced_labels
-
-    from ablate.device import autocast_dtype, check_precision, resolve_device
-    from ablate.models.select import check_base, check_method, load_base
 
     if args.n < 1:
         raise AblateError(f"--n: must be at least 1, got {args.n}")
-    check_precision(args.precision)
-    check_method(args.method, check_base(args.base))
-    dev = resolve_device(args.device)
-    acc = accelerators.build(args.method, steps=args.steps, budget=args.budget, **accelerators.parse_knobs(args.knob))
-    bundle = pretrained.load(args.dataset)
-    base = load_base(args.base, bundle, dev)
-    sampler = MaskGITSampler(
-        base, SamplerConfig(steps=acc.steps, cfg_w=args.cfg_w, r_temp=args.r_temp, sm_temp=args.sm_temp),
-        amp_dtype=autocast_dtype(dev, args.precision, base),
-    )
-    labels = balanced_labels(args.n, base.num_classes)
+    st = setup(_eval_config(args, n_samples=max(2, args.n)))
+    labels = st.labels[: args.n]
     t = time.perf_counter()
-    out = sampler.generate(labels, seed=args.seed, batch_size=args.batch_size, accelerator=acc)
+    out = st.sampler.generate(labels, seed=args.seed, batch_size=args.batch_size, method=st.method)
     seconds = time.perf_counter() - t
-    images = bundle.decode(out.tokens.cpu())
-    path = save_grid(images, labels, base.num_classes, Path(args.out))
+    images = st.bundle.decode(out.tokens.cpu())
+    path = save_grid(images, labels, st.base.num_classes, Path(args.out))
     with torch.no_grad():
-        acc_cls = (bundle.classifier.predict(images.float() / 255.0) == labels).float().mean().item()
+        acc_cls = (st.bundle.classifier.predict(images.float() / 255.0) == labels).float().mean().item()
     print(
         f"wrote {path}: {args.n} samples, method {args.method}, N={args.steps}, full steps {out.full_steps}, "
         f"{seconds:.2f} s, class accuracy {acc_cls:.3f}"
@@ -86,20 +84,17 @@ def cmd_sample(args) -> int:
 def cmd_train_shortcut(args) -> int:
     import json
 
-    from ablate import accelerators, pretrained
+    from ablate.evaluate import EvalConfig, setup
+    from ablate.methods import parse_knobs
 
-    from ablate.device import resolve_device
-    from ablate.models.select import load_base
-
-    knobs = accelerators.parse_knobs(args.knob)
-    acc = accelerators.build("shortcut", steps=args.traj_steps, **{"traj_steps": args.traj_steps, **knobs})
-    dev = resolve_device(args.device)
-    bundle = pretrained.load(args.dataset)
-    base = load_base(args.base, bundle, dev)
+    knobs = {"traj_steps": args.traj_steps, **parse_knobs(args.knob)}
+    cfg = EvalConfig(dataset=args.dataset, method="shortcut", steps=args.traj_steps, knobs=knobs, base=args.base,
+                     device=args.device)
     t = time.perf_counter()
-    acc.prepare(base)
-    stats = acc.meta.get("stats", {})
-    print(json.dumps({"shortcut": acc.describe(), "stats": stats, "seconds": round(time.perf_counter() - t, 1)}, indent=2))
+    st = setup(cfg)
+    stats = st.method.meta.get("stats", {})
+    print(json.dumps({"shortcut": st.method.describe(), "stats": stats, "seconds": round(time.perf_counter() - t, 1)},
+                     indent=2))
     return 0
 
 
@@ -107,7 +102,7 @@ def cmd_train_mlm(args) -> int:
     import torch
 
     from ablate.data import check_dataset
-    from ablate.models.hf_train import MLMConfig, apply_overrides, train_mlm
+    from ablate.pretrained.mlm import MLMConfig, apply_overrides, train_mlm
 
     check_dataset(args.dataset)
     cfg = apply_overrides(MLMConfig(), args.set)
@@ -126,10 +121,36 @@ def cmd_sweep(args) -> int:
     space = load_space(args.space, device=args.device)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise AblateError(f"--max-concurrent: must be at least 1, got {args.max_concurrent}")
-    run_sweep(space, experiment=args.experiment, tracking_uri=args.tracking_uri, ray_address=args.ray_address,
-              max_concurrent=args.max_concurrent, resume=args.resume, dry_run=args.dry_run,
-              report=not args.no_report)
+    res = run_sweep(space, experiment=args.experiment, tracking_uri=args.tracking_uri,
+                    ray_address=args.ray_address, max_concurrent=args.max_concurrent, resume=args.resume,
+                    dry_run=args.dry_run)
+    if not args.dry_run and not args.no_report:
+        _sweep_report(res)
     return 0
+
+
+def _sweep_report(res: dict) -> None:
+    """The sweep's figures and tables (analysis.report), next to its MLflow store and logged to its parent
+    run. The runs are already safe in MLflow, so a failing report is printed, never raised."""
+    from ablate.tracking.mlflow_log import default_tracking_uri, log_report, runs_dir
+
+    experiment, uri = res["experiment"], res["tracking_uri"]
+    out = runs_dir() / "reports" / experiment
+    again = f"python -m ablate report --experiment {experiment}"
+    if uri != default_tracking_uri():
+        again += f" --tracking-uri {uri}"
+    try:
+        from analysis.report import report
+
+        rep = report([experiment], [uri], parents=[res["parent_run_id"]], out=out)
+        log_report(rep)
+        for note in rep.notes:
+            print(f"report note: {note}")
+        print(f"report: {len(rep.files)} files in {out} (also under report/ in the sweep's parent run); "
+              f"into results/: {again}")
+    except Exception as e:  # noqa: BLE001 - whatever goes wrong here must not fail a finished sweep
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(f"report failed ({type(e).__name__}: {first}); the sweep's runs are intact, retry with: {again}")
 
 
 def cmd_report(args) -> int:
@@ -144,7 +165,11 @@ def cmd_report(args) -> int:
             raise AblateError(f"--hv-ref: expected MEASURE=NUMBER, got {item!r}") from None
     rep = report(args.experiment or ([] if args.parent else ["default"]), args.tracking_uri or [None],
                  parents=args.parent, out=Path(args.out) if args.out else None, budget=args.budget,
-                 hv_refs=refs, log_artifacts=not args.no_log, echo=print)
+                 hv_refs=refs, echo=print)
+    if not args.no_log:
+        from ablate.tracking.mlflow_log import log_report
+
+        log_report(rep)
     for note in rep.notes:
         print(f"note: {note}", file=sys.stderr)
     figures = sorted({f.stem for f in rep.files if f.suffix == ".png"})
@@ -173,9 +198,10 @@ def _sampling_args(s: argparse.ArgumentParser) -> None:
     """Options shared by every command that samples."""
     s.add_argument("--steps", type=int, required=True, help="total sampling steps N")
     s.add_argument("--budget", type=int, default=None, help="full (base model) steps B <= N")
-    s.add_argument("--method", default="vanilla", help="vanilla | step_reduction | feature_cache | taylor | ml_cache | recap | shortcut")
+    s.add_argument("--method", default="vanilla",
+                   help="a method's name (`python -m ablate methods` lists them) or module:Class of your own")
     s.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
-                   help="a knob of the method, e.g. order=2, cache_ratio=0.8, n_block=2, use_tokens=false (repeatable)")
+                   help="a knob of the method, e.g. order=2, n_block=2, use_tokens=false (repeatable)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--dataset", default="mnist")
     s.add_argument("--cfg-w", type=float, default=1.0, help="classifier-free guidance weight")
@@ -199,31 +225,27 @@ def _device_args(s: argparse.ArgumentParser, precision: bool = True) -> None:
 def cmd_eval(args) -> int:
     import json
 
-    from ablate.accelerators import parse_knobs
-    from ablate.evaluate import EvalConfig, evaluate, format_table
+    from ablate.evaluate import evaluate, format_table
 
-    cfg = EvalConfig(
-        knobs=parse_knobs(args.knob),
-        dataset=args.dataset,
-        method=args.method,
-        steps=args.steps,
-        budget=args.budget,
-        n_samples=args.n_samples,
-        seed=args.seed,
-        extractor=args.extractor,
-        batch_size=args.batch_size,
-        cfg_w=args.cfg_w,
-        r_temp=args.r_temp,
-        sm_temp=args.sm_temp,
-        base=args.base,
-        device=args.device,
-        precision=args.precision,
-    )
+    cfg = _eval_config(args, n_samples=args.n_samples, extractor=args.extractor)
     result = evaluate(cfg, save_samples=Path(args.save_samples) if args.save_samples else None)
     print(format_table(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def cmd_methods(args) -> int:
+    """Every registered method with its knobs, defaults and help: what --method and --knob accept."""
+    from ablate import methods
+
+    for name, cls in sorted(methods.REGISTRY.items(), key=lambda kv: (kv[1].rank, kv[0])):
+        extra = ", position-level (native base only)" if cls.position_level else ""
+        print(f"{name}: {cls.label}{', learned' if cls.learned else ''}{extra}")
+        for k, f in cls.Knobs.model_fields.items():
+            print(f"  {k} = {f.default!r}  ({f.annotation.__name__ if hasattr(f.annotation, '__name__') else f.annotation})"
+                  f"  {f.description or ''}")
     return 0
 
 
@@ -307,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tracking-uri", default=None)
     s.add_argument("--port", type=int, default=5000)
     s.set_defaults(func=cmd_ui)
+
+    s = sub.add_parser("methods", help="list every method with its knobs, defaults and help")
+    s.set_defaults(func=cmd_methods)
 
     s = sub.add_parser("schedule", help="print the full steps of a budget (the paper's rule)")
     s.add_argument("--steps", type=int, required=True, help="total steps N")

@@ -1,10 +1,13 @@
-"""One trial without Ray or MLflow: sample with a method and budget, then measure quality and cost.
+"""One trial without Ray or MLflow: set it up, sample with a method and budget, measure quality and cost.
 
-The sweep's trials call `evaluate` too, so `python -m ablate eval` shows exactly what a trial logs.
+`setup` is the one place a trial's pieces are put together (bundle, base model on its device, method,
+sampler, autocast): `eval`, `sample`, `train-shortcut`, the sweep's trials and the benchmarks all call it.
+`evaluate` is what a sweep trial runs, so `python -m ablate eval` shows exactly what a trial logs.
 """
 
 from __future__ import annotations
 
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,13 +15,14 @@ from typing import Optional
 
 import torch
 
-from ablate import accelerators, pretrained
+import ablate
+from ablate import methods, pretrained
 from ablate.data import check_dataset, dataset_key, load_dataset
 from ablate.device import autocast_dtype, check_device, check_precision, describe, resolve_device
 from ablate.errors import AblateError
 from ablate.metrics import cost, quality
 from ablate.metrics.feature_error import feature_error
-from ablate.models.select import check_base, check_method, load_base
+from ablate.models.select import check_base, is_native, load_base
 from ablate.sampling import MaskGITSampler, SamplerConfig
 from ablate.sampling.sampler import balanced_labels, batch_seed
 
@@ -54,8 +58,8 @@ def validate(cfg: EvalConfig) -> None:
         raise AblateError(f"batch_size: must be at least 1, got {cfg.batch_size}")
     check_device(cfg.device)
     check_precision(cfg.precision)
-    check_base(cfg.base)
-    check_method(cfg.method, cfg.base)
+    methods.check_base_support(cfg.method, is_native(cfg.base), cfg.base)
+    methods.build(cfg.method, steps=cfg.steps, budget=cfg.budget, **cfg.knobs)  # bad knobs fail here, first
 
 
 def save_pngs(images: torch.Tensor, labels: torch.Tensor, folder: Path) -> None:
@@ -66,23 +70,78 @@ def save_pngs(images: torch.Tensor, labels: torch.Tensor, folder: Path) -> None:
         Image.fromarray(img[0].numpy(), mode="L").save(folder / f"{i:05d}_class{int(label)}.png")
 
 
+@dataclass
+class Setup:
+    """The pieces of one trial, put together once (`setup`)."""
+
+    cfg: EvalConfig
+    device: torch.device
+    method: methods.Method
+    bundle: pretrained.Bundle
+    base: torch.nn.Module
+    amp: Optional[torch.dtype]
+    sampler: MaskGITSampler  # runs method.steps (step_reduction: B of them)
+    labels: torch.Tensor
+
+    def vanilla_sampler(self) -> MaskGITSampler:
+        """The unaccelerated sampler at the method's N (what feature errors compare against)."""
+        c = self.cfg
+        return MaskGITSampler(self.base, SamplerConfig(self.method.nominal_steps, c.cfg_w, c.r_temp, c.sm_temp),
+                              amp_dtype=self.amp)
+
+    def describe(self) -> dict:
+        """The trial's full resolved description: method, every knob (defaults too), base model and its weights'
+        digest, dataset and split, seeds, full steps and package versions (logged to MLflow with its measures)."""
+        man = self.bundle.manifest
+        if is_native(self.cfg.base):
+            base_id, digest = f"native:{dataset_key(self.cfg.dataset)}", man["files"]["base.safetensors"]["sha256"]
+        else:
+            base_id, digest = self.cfg.base, self.base.weights_hash()
+        return {
+            **self.method.describe(),
+            "base_id": base_id, "base_digest": digest,
+            "dataset": self.cfg.dataset, "reference_split": f"train (held_out={man['config']['held_out']}, "
+                                                             f"seed={man['config']['seed']})",
+            "seed": self.cfg.seed,
+            "versions": _versions(),
+        }
+
+
+def setup(cfg: EvalConfig, prepare: bool = True, log=print) -> Setup:
+    """Validate, then load the bundle, put the base model on its device, build the method (loading or training
+    what it learns when `prepare`) and its sampler."""
+    validate(cfg)
+    dev = resolve_device(cfg.device)
+    method = methods.build(cfg.method, steps=cfg.steps, budget=cfg.budget, **cfg.knobs)
+    bundle = pretrained.load(cfg.dataset)
+    base = load_base(cfg.base, bundle, dev)  # the tokenizer and classifier stay on the CPU
+    amp = autocast_dtype(dev, cfg.precision, base)
+    sampler = MaskGITSampler(base, SamplerConfig(method.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp), amp_dtype=amp)
+    if prepare:
+        method.prepare(base, log=log)
+    return Setup(cfg, dev, method, bundle, base, amp, sampler, balanced_labels(cfg.n_samples, base.num_classes))
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "ablate": ablate.__version__}
+    for pkg in ("torch", "torch-fidelity", "mlflow", "ray", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
 def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: bool = False) -> dict:
     """Every measure of one (method, steps, budget) on n_samples with a fixed seed.
 
     keep_images adds the uint8 samples and their labels (for sample grids) to the result.
     """
-    validate(cfg)
     t_start = time.perf_counter()
-    dev = resolve_device(cfg.device)
-    acc = accelerators.build(cfg.method, steps=cfg.steps, budget=cfg.budget, **cfg.knobs)
-    bundle = pretrained.load(cfg.dataset)
-    base = load_base(cfg.base, bundle, dev)  # the tokenizer and classifier stay on the CPU
-    amp = autocast_dtype(dev, cfg.precision, base)
-    # acc.steps: the steps the sampler really runs (step_reduction runs B of them)
-    sampler = MaskGITSampler(base, SamplerConfig(acc.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp), amp_dtype=amp)
-    labels = balanced_labels(cfg.n_samples, base.num_classes)
-    if hasattr(acc, "prepare"):  # a learned accelerator loads (or trains) before anything is timed
-        acc.prepare(base)
+    st = setup(cfg)
+    acc, base, bundle, sampler, labels, dev = st.method, st.base, st.bundle, st.sampler, st.labels, st.device
 
     # Warm-up (allocator, kernels), then every generation batch is timed.
     sampler.sample(labels[:2], torch.Generator().manual_seed(batch_seed(cfg.seed, 10**6)), acc)
@@ -101,15 +160,16 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
     measures["class_acc"] = quality.class_accuracy(images, labels, bundle)
     quality_s = time.perf_counter() - t_q
 
-    vanilla_sampler = MaskGITSampler(base, SamplerConfig(cfg.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp), amp_dtype=amp)
-    per_step = feature_error(vanilla_sampler, labels[: cfg.feature_error_images], batch_seed(cfg.seed, 0), acc)
+    per_step = feature_error(st.vanilla_sampler(), labels[: cfg.feature_error_images], batch_seed(cfg.seed, 0), acc)
     latency = cost.median_ms_per_image(batch_times)
+    flop_measures = flops.as_measures()
     measures.update(
         latency_ms_per_image=latency,
         images_per_s=1000.0 / latency,
         latency_batch_size=min(cfg.batch_size, cfg.n_samples),
         decode_ms_per_image=1000.0 * decode_s / len(images),
-        **flops.as_measures(),
+        **flop_measures,
+        ideal_speedup=acc.ideal_speedup(flop_measures["accel_cost_ratio"]),
         params=cost.num_params(base) + acc.num_params(),
         base_params=cost.num_params(base),
         accel_params=acc.num_params(),
@@ -117,7 +177,7 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
         quality_seconds=quality_s,
         feature_mse=_mean(per_step["feature_mse"]),
         feature_cos=_mean(per_step["feature_cos"]),
-        shortcut_params=acc.num_params() if cfg.method == "shortcut" else 0,
+        shortcut_params=acc.num_params() if acc.learned else 0,
         train_seconds=float(getattr(acc, "meta", {}).get("stats", {}).get("train_seconds", 0.0)),
         eval_seconds=time.perf_counter() - t_start,
     )
@@ -125,10 +185,10 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
         save_pngs(images, labels, Path(save_samples))
     result = {
         "config": asdict(cfg),
-        "accelerator": acc.describe(),
+        "description": st.describe(),
         "full_steps": out.full_steps,
         "device": describe(dev),
-        "precision": str(amp).removeprefix("torch.") if amp is not None else "float32",
+        "precision": str(st.amp).removeprefix("torch.") if st.amp is not None else "float32",
         "measures": measures,
         "per_step": per_step,
     }

@@ -1,4 +1,4 @@
-"""MLflow runs -> pandas -> Pareto frontiers and hypervolume -> figures and tables (DESIGN.md's last arrow).
+"""MLflow runs -> pandas -> Pareto frontiers and hypervolume -> figures and tables (the flow's last arrow).
 
 runs.py loads, pareto.py decides, figures.py and tables.py draw and print, report.py does all of it
 for `python -m ablate report` (`from analysis.report import report`).

@@ -46,7 +46,7 @@ def aggregate(df: pd.DataFrame, measures: list[str], by: list[str]) -> pd.DataFr
     g = df.groupby(by, dropna=False, sort=False)
     out = g[measures].mean()
     std = g[measures].std(ddof=1).add_suffix("_std")
-    first = g[[c for c in ("method", "label", "series", "method_rank", "color", "N", "source") if c in df]].first()
+    first = g[[c for c in ("method", "label", "series", "method_rank", "color", "marker", "N", "source") if c in df]].first()
     first = first.drop(columns=[c for c in by if c in first.columns])
     return pd.concat([out, std, first, g.size().rename("n")], axis=1).reset_index()
 
@@ -85,9 +85,9 @@ def speed_vs_quality(df: pd.DataFrame, out: Path, speed: str = "speedup_wall", q
             variants = list(dict.fromkeys(rest["variant"]))
             for var in variants:
                 g = rest[rest["variant"] == var].sort_values(["B", speed])
-                m, shade = g["method"].iloc[0], g["color"].iloc[0]
+                mk, shade = g["marker"].iloc[0], g["color"].iloc[0]
                 budgets = ", ".join(f"{b:g}" for b in g["B"].dropna())
-                ax.errorbar(g[speed], g[quality], yerr=_err(g, quality), color=shade, marker=L.marker(m), ls=ls,
+                ax.errorbar(g[speed], g[quality], yerr=_err(g, quality), color=shade, marker=mk, ls=ls,
                             lw=1.4, ms=6, capsize=2, elinewidth=0.8, zorder=3,
                             label=f"{g['series'].iloc[0]}" + (f", B = {budgets}" if budgets and len(agg) > 60 else ""))
                 if len(agg) <= 60:
@@ -107,7 +107,7 @@ def speed_vs_quality(df: pd.DataFrame, out: Path, speed: str = "speedup_wall", q
         kind = {"speedup_wall": "wall-clock", "speedup_flops": "FLOPs"}.get(speed)
         ax.set_xlabel(f"{kind} speedup over {ref} (×), → faster" if kind else L.axis_label(speed))
         ax.set_ylabel(_quality_label(quality, data))
-        ax.set_title(f"{L.MEASURES.get(quality, (quality,))[0]} against {kind or speed} speedup"
+        ax.set_title(f"{L.measure_name(quality)} against {kind or speed} speedup"
                      + (f" (N = {ns[0]}; B = full steps)" if len(ns) == 1 else ""))
         handles, names = ax.get_legend_handles_labels()
         rank = [2 if n.startswith("Pareto") else 0 if n.startswith(("vanilla", "step reduction")) else 1 for n in names]
@@ -125,7 +125,7 @@ def _quality_label(quality: str, data: pd.DataFrame) -> str:
         n = data["n_samples"].dropna().unique() if "n_samples" in data else []
         bits = ([f"{ext[0]} features"] if len(ext) == 1 else []) + ([f"{int(n[0]):,} samples"] if len(n) == 1 else [])
         if bits:
-            name, _, _ = L.MEASURES[quality]
+            name = L.measure_name(quality)
             label = label.replace(name, f"{name} ({', '.join(bits)})", 1)
     return label
 
@@ -149,14 +149,14 @@ def _reference_curve(ax, a: pd.DataFrame, speed: str, quality: str, ls: str, src
     elif len(van):
         n = int(van["B"].iloc[0]) if van["B"].notna().all() else "?"
         ax.axhline(van[quality].iloc[0], color="black", ls=":", lw=1.0, zorder=2,
-                   label=f"vanilla N = {n}{tag}: its {L.MEASURES.get(quality, (quality,))[0]} "
+                   label=f"vanilla N = {n}{tag}: its {L.measure_name(quality)} "
                          "(only step count run)")
     if len(van):
         ax.errorbar(van[speed], van[quality], yerr=_err(van, quality), color="black", marker="*", ms=11, ls="none",
                     zorder=5, label=f"vanilla{tag} (N = {', '.join(str(int(b)) for b in van['B'].dropna())})")
     sr = ref[ref["method"] == "step_reduction"]
     if len(sr):
-        ax.errorbar(sr[speed], sr[quality], yerr=_err(sr, quality), color=L.color("step_reduction"), marker="v",
+        ax.errorbar(sr[speed], sr[quality], yerr=_err(sr, quality), color=sr["color"].iloc[0], marker=sr["marker"].iloc[0],
                     ls="none", ms=6, zorder=5, label=f"step reduction{tag} (N = B = "
                                                      f"{', '.join(f'{b:g}' for b in sorted(sr['B']))})")
 
@@ -200,7 +200,7 @@ def feature_error(df: pd.DataFrame, out: Path, budget: int, notes: Optional[list
         sources = list(dict.fromkeys(have["source"]))
         for name in series:
             g = have[have["series"] == name]
-            m, ls = g["method"].iloc[0], LINESTYLES[sources.index(g["source"].iloc[0]) % len(LINESTYLES)]
+            mk, ls = g["marker"].iloc[0], LINESTYLES[sources.index(g["source"].iloc[0]) % len(LINESTYLES)]
             for ax, key in zip(axes, ("feature_mse_steps", "feature_cos_steps")):
                 vals = [v for v in g[key] if isinstance(v, list) and v]
                 if not vals:
@@ -210,7 +210,7 @@ def feature_error(df: pd.DataFrame, out: Path, budget: int, notes: Optional[list
                 x = np.arange(1, width + 1)
                 if key == "feature_mse_steps":
                     y = np.where(y > 0, y, np.nan)  # step 1 is exact (0): no place on a log axis
-                ax.plot(x, y, color=g["color"].iloc[0], marker=L.marker(m), ms=4, lw=1.3, ls=ls, label=name)
+                ax.plot(x, y, color=g["color"].iloc[0], marker=mk, ms=4, lw=1.3, ls=ls, label=name)
         axes[0].set_yscale("log")
         axes[0].set_ylabel("feature MSE to vanilla (log), ↓")
         axes[1].set_ylabel("cosine similarity to vanilla, ↑")
@@ -232,56 +232,65 @@ def feature_error(df: pd.DataFrame, out: Path, budget: int, notes: Optional[list
 
 
 def _full_steps(g: pd.DataFrame) -> list[int]:
-    """Full steps (0-based) of the runs' (N, B) by the paper's rule; none when the runs mix several."""
-    pairs = {(int(n), int(b)) for n, b in zip(g["N"], g["B"])}
-    if len(pairs) != 1:
-        return []
-    from ablate.sampling.schedule import full_steps  # the sampler's own rule, not a copy
-
-    return full_steps(*pairs.pop())
+    """Full steps (0-based) the runs logged; none when they differ (or runs from before they were logged)."""
+    logged = {tuple(v) for v in g["full_steps"] if isinstance(v, list) and v} if "full_steps" in g else set()
+    return list(logged.pop()) if len(logged) == 1 else []
 
 
-ABLATIONS = [("n_block", "shortcut depth (attention blocks)"), ("use_tokens", "sampled tokens as input"),
-             ("bottleneck", "bottleneck ratio r"), ("kl_weight", "KL weight through the head")]
+def ablation_knobs(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(method, knob) for every knob that takes two or more values among a method's runs: the ablations these
+    runs hold, for any method (a user's own too), read from the knobs the runs logged."""
+    out = []
+    for method, g in df[~df["method"].isin(REFERENCE)].groupby("method", sort=False):
+        for knob in sorted(df.attrs.get("knobs", [])):
+            if knob != "checkpoint" and knob in g and g[knob].notna().any() and g[knob].astype(str).nunique() > 1:
+                out.append((method, knob))
+    return sorted(out, key=lambda mk: (float(df.loc[df["method"] == mk[0], "method_rank"].iloc[0]), mk))
 
 
-def ablation_groups(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """knob -> shortcut runs that vary only that knob (others at their most common value)."""
-    sc = df[df["method"] == "shortcut"]
+def ablation_groups(df: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """(method, knob) -> that method's runs that vary only that knob (others at their most common value)."""
     out = {}
-    for knob, _ in ABLATIONS:
-        if knob not in sc:
-            out[knob] = sc.iloc[0:0]
-            continue
+    for method, knob in ablation_knobs(df):
+        g = df[df["method"] == method]
         # every other knob at its most common value, so no two settings are averaged as if they were seeds
-        others = [k for k in L.KNOB_ORDER if k != knob and k in sc]
-        g = sc
-        for k in others:
-            common = g[k].astype(str).mode()
-            if len(common):
-                g = g[g[k].astype(str) == common.iloc[0]]
-        out[knob] = g
+        for k in sorted(df.attrs.get("knobs", [])):
+            if k != knob and k in g and g[k].notna().any():
+                common = g[k].astype(str).mode()
+                if len(common):
+                    g = g[g[k].astype(str) == common.iloc[0]]
+        out[(method, knob)] = g
     return out
+
+
+def panel_title(df: pd.DataFrame, method: str, knob: str) -> str:
+    label = df.loc[df["method"] == method, "label"]
+    return f"{label.iloc[0] if len(label) else method}: {knob}"
 
 
 def ablations(df: pd.DataFrame, out: Path, speed: str = "speedup_flops", quality: str = "fid",
               notes: Optional[list] = None) -> list[Path]:
-    """FID and speed against depth, tokens on/off and bottleneck ratio of the shortcut, a line per budget."""
-    if not (df["method"] == "shortcut").any():
-        raise AblateError("no MIGM-Shortcut runs among these runs, so there is nothing to ablate")
+    """FID and speed against every knob a method's runs vary (others at their most common value), a line per
+    budget: a panel per (method, knob)."""
     groups = ablation_groups(df)
+    if not groups:
+        raise AblateError("no method's runs vary a knob, so there is nothing to ablate; combine with the ablation "
+                          "sweeps, e.g. --experiment depth --experiment tokens")
+    panels = list(groups)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(2, len(ABLATIONS), figsize=(2.5 * len(ABLATIONS) + 0.6, 4.6), sharey="row")
+        fig, axes = plt.subplots(2, len(panels), figsize=(2.5 * len(panels) + 0.6, 4.6), sharey="row",
+                                 squeeze=False)
         cmap = plt.get_cmap("viridis")
         budgets_all = sorted({b for g in groups.values() for b in g["B"].dropna()})
         bcolor = {b: cmap(0.15 + 0.7 * i / max(1, len(budgets_all) - 1)) for i, b in enumerate(budgets_all)}
         drawn, missing, first = 0, [], 0
-        for col, (knob, title) in enumerate(ABLATIONS):
-            g = groups[knob].dropna(subset=[quality, speed])
+        for col, (method, knob) in enumerate(panels):
+            title = panel_title(df, method, knob)
+            g = groups[(method, knob)].dropna(subset=[quality, speed])
             values = sorted(g[knob].dropna().unique(), key=lambda v: (str(type(v)), v)) if len(g) else []
             axes[0, col].set_title(title)
             if len(values) < 2:
-                only = f"only {L.knob_text(knob, values[0])}" if values else "no shortcut runs"
+                only = f"only {L.knob_text(knob, values[0])}" if values else "no runs"
                 for ax in axes[:, col]:
                     ax.axis("off")
                 axes[0, col].set_title(title)
@@ -306,8 +315,7 @@ def ablations(df: pd.DataFrame, out: Path, speed: str = "speedup_flops", quality
                 ax.set_xlim(-0.4, len(values) - 0.6)
         if not drawn:
             plt.close(fig)
-            raise AblateError("the shortcut runs vary none of depth, tokens, bottleneck ratio, KL weight; combine with the "
-                              "ablation sweeps, e.g. --experiment depth --experiment tokens")
+            raise AblateError("no knob varies among runs that have both measures, so there is nothing to ablate")
         if missing and notes is not None:
             notes.append("ablation figure: " + "; ".join(missing) + " in these runs, so those panels are empty")
         axes[0, first].set_ylabel(L.axis_label(quality))
@@ -318,8 +326,8 @@ def ablations(df: pd.DataFrame, out: Path, speed: str = "speedup_flops", quality
         if handles:
             fig.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
                        ncol=len(handles), title="full steps (budget) of N = "
-                       + "/".join(str(int(n)) for n in sorted(df.loc[df["method"] == "shortcut", "N"].unique())))
-        fig.suptitle("MIGM-Shortcut ablations (other knobs at their most common value; bars: spread over seeds)")
+                       + "/".join(str(int(n)) for n in sorted({n for g in groups.values() for n in g["N"].dropna()})))
+        fig.suptitle("Ablations, one knob at a time (other knobs at their most common value; bars: spread over seeds)")
         fig.tight_layout()
         return save(fig, out, "ablations")
 
@@ -351,7 +359,7 @@ def sample_sheet(df: pd.DataFrame, images: dict, out: Path, budget: int, quality
             steps = f"N = {int(r['N'])}" if r["method"] == "vanilla" else f"B = {budget:g}"
             stats = []
             if pd.notna(r.get(quality)):
-                stats.append(f"{L.MEASURES[quality][0]} {r[quality]:.1f}")
+                stats.append(f"{L.measure_name(quality)} {r[quality]:.1f}")
             if pd.notna(r.get(speed)):
                 stats.append(f"{r[speed]:.2f}× FLOPs")
             ax.set_title(f"{r['series']}\n{steps} · " + " · ".join(stats), fontsize=7.5)

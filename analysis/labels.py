@@ -4,51 +4,26 @@ from __future__ import annotations
 
 import pandas as pd
 
-METHOD_NAMES = {
-    "vanilla": "Vanilla", "step_reduction": "Step reduction", "feature_cache": "Feature caching",
-    "taylor": "Taylor", "ml_cache": "ML-Cache", "recap": "ReCAP", "shortcut": "MIGM-Shortcut",
-}
-METHOD_ORDER = list(METHOD_NAMES)
-COLORS = {
-    "vanilla": "#000000", "step_reduction": "#7f7f7f", "feature_cache": "#1f77b4", "taylor": "#ff7f0e",
-    "ml_cache": "#2ca02c", "recap": "#9467bd", "shortcut": "#d62728",
-}
-MARKERS = {"vanilla": "*", "step_reduction": "v", "feature_cache": "s", "taylor": "^", "ml_cache": "D",
-           "recap": "P", "shortcut": "o"}
-EXTRA_COLORS = ["#8c564b", "#e377c2", "#bcbd22", "#17becf"]
-EXTRA_MARKERS = ["X", "h", "<", ">"]
+from ablate.metrics.measures import MEASURES, mode  # noqa: F401  (one table of measures for the whole project)
 
-# Measure -> (short label, unit, better). Directions decide "best" in tables and Pareto modes.
-MEASURES = {
-    "fid": ("FID", "", "min"), "kid_mean": ("KID", "", "min"), "precision": ("Precision", "", "max"),
-    "recall": ("Recall", "", "max"), "class_acc": ("Class acc.", "", "max"),
-    "latency_ms_per_image": ("Latency", "ms/image", "min"), "images_per_s": ("Throughput", "images/s", "max"),
-    "gflops_per_image": ("GFLOPs", "per image", "min"), "speedup_wall": ("Speedup (wall clock)", "×", "max"),
-    "speedup_flops": ("Speedup (FLOPs)", "×", "max"), "ideal_speedup": ("Ideal speedup", "×", "max"),
-    "feature_mse": ("Feature MSE", "", "min"), "feature_cos": ("Feature cosine", "", "max"),
-    "params": ("Params", "", "min"), "shortcut_params": ("Shortcut params", "", "min"),
-    "train_seconds": ("Train time", "s", "min"),
-}
-KNOB_ORDER = ["n_block", "use_tokens", "bottleneck", "time_embed", "order", "warmup_ratio", "refresh_interval",
-              "cache_ratio", "margin", "train_steps", "rollout", "kl_weight", "traj_images", "traj_steps"]
-
-
-def mode(measure: str) -> str:
-    return MEASURES.get(measure, (measure, "", "min"))[2]
+# Only for runs logged before trials described themselves (no colour or marker tag): a fixed palette.
+FALLBACK_COLORS = ["#8c564b", "#e377c2", "#bcbd22", "#17becf", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
+FALLBACK_MARKERS = ["X", "h", "<", ">", "s", "^", "D", "P"]
 
 
 def axis_label(measure: str) -> str:
-    name, unit, better = MEASURES.get(measure, (measure, "", "min"))
+    m = MEASURES.get(measure)
+    name, unit, better = (m.label, m.unit, m.better) if m else (measure, "", "min")
     arrow = "↓ lower is better" if better == "min" else "↑ higher is better"
     return f"{name}{f' ({unit})' if unit else ''}, {arrow}"
 
 
-def color(method: str) -> str:
-    return COLORS.get(method) or EXTRA_COLORS[sum(map(ord, method)) % len(EXTRA_COLORS)]
+def measure_name(measure: str) -> str:
+    return MEASURES[measure].label if measure in MEASURES else measure
 
 
-def marker(method: str) -> str:
-    return MARKERS.get(method) or EXTRA_MARKERS[sum(map(ord, method)) % len(EXTRA_MARKERS)]
+def _fallback(method: str, options: list) -> str:
+    return options[sum(map(ord, str(method))) % len(options)]
 
 
 def clean(v):
@@ -59,33 +34,18 @@ def clean(v):
 
 
 def knob_text(knob: str, v) -> str:
+    """A knob's setting, named as everywhere else: `n_block=2`, `use_tokens=false`."""
     v = clean(v)
-    if knob == "n_block":
-        return f"{v} block{'s' if v != 1 else ''}"
-    if knob == "use_tokens":
-        return "tokens" if v else "no tokens"
-    if knob == "bottleneck":
-        return f"r={v}"
-    if knob == "time_embed":
-        return "time emb." if v else "no time emb."
-    if knob == "order":
-        return f"order {v}"
-    if knob == "kl_weight":
-        return f"KL {v}" if v else "MSE only"
-    return f"{knob}={v}"
+    return f"{knob}={str(v).lower() if isinstance(v, bool) else v}"
 
 
 def knob_columns(df: pd.DataFrame) -> dict[str, list[str]]:
     """method -> its knobs that take more than one value in `df` (what tells its variants apart)."""
     out = {}
     for method, g in df.groupby("method"):
-        cols = [c for c in KNOB_ORDER + sorted(set(df.columns) - set(KNOB_ORDER)) if c in g and c in _knob_like(df)]
+        cols = [c for c in sorted(df.attrs.get("knobs", [])) if c in g]
         out[method] = [c for c in cols if g[c].notna().any() and g[c].astype(str).nunique() > 1]
     return out
-
-
-def _knob_like(df: pd.DataFrame) -> set:
-    return set(df.attrs.get("knobs", [])) | (set(KNOB_ORDER) & set(df.columns))
 
 
 def add_labels(df: pd.DataFrame) -> pd.DataFrame:
@@ -97,7 +57,7 @@ def add_labels(df: pd.DataFrame) -> pd.DataFrame:
     def one(r):
         knobs = varying.get(r["method"], [])
         variant = r["method"] + "".join(f"|{k}={clean(r[k])}" for k in knobs)
-        label = METHOD_NAMES.get(r["method"], r["method"])
+        label = r["label"] if isinstance(r.get("label"), str) and r["label"] else r["method"]
         if knobs:
             label += " (" + ", ".join(knob_text(k, r[k]) for k in knobs) + ")"
         return pd.Series({"variant": variant, "label": label,
@@ -105,8 +65,11 @@ def add_labels(df: pd.DataFrame) -> pd.DataFrame:
 
     if len(df):
         df[["variant", "label", "series"]] = df.apply(one, axis=1)
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    df["method_rank"] = df["method"].map(lambda m: order.get(m, len(order)))
+    df["method_rank"] = df["rank"] if "rank" in df else 100.0
+    if "marker" not in df:
+        df["marker"] = None
+    df["marker"] = [m if isinstance(m, str) and m else _fallback(meth, FALLBACK_MARKERS)
+                    for m, meth in zip(df["marker"], df["method"])]
     df["color"] = df["variant"].map(_variant_colors(df)) if len(df) else []
     return df
 
@@ -118,8 +81,10 @@ def _variant_colors(df: pd.DataFrame) -> dict[str, str]:
     for method, g in df.groupby("method"):
         counts = g["variant"].value_counts()
         ranked = sorted(counts.index, key=lambda v: (-counts[v], v))
+        logged = g["color"].dropna() if "color" in g else []
+        base = logged.iloc[0] if len(logged) else _fallback(method, FALLBACK_COLORS)
         for i, v in enumerate(ranked):
-            out[v] = shade(color(method), i)
+            out[v] = shade(base, i)
     return out
 
 

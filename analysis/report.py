@@ -1,4 +1,5 @@
-"""`python -m ablate report`: runs -> every figure and table in one folder, logged to the sweep's parent run.
+"""`python -m ablate report`: runs -> every figure and table in one folder (the CLI then logs it to the sweep's
+parent run through ablate.tracking: analysis only reads MLflow).
 
 A missing piece (no shortcut variants for the ablation, a measure nobody logged) skips that one
 figure with a one-line note instead of failing the rest; loading errors (unknown experiment, nothing
@@ -26,6 +27,7 @@ class Report:
     out: Path
     files: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    log_targets: list = field(default_factory=list)  # (tracking_uri, parent run id) the folder belongs to
     logged_to: list = field(default_factory=list)
 
 
@@ -51,12 +53,11 @@ def command(experiments, tracking_uris, parents, out, budget) -> str:
 
 def report(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[str]] = (None,),
            parents: Iterable[str] = (), out: Optional[Path] = None, budget: Optional[int] = None,
-           hv_refs: Optional[dict] = None, log_artifacts: bool = True,
-           echo: Callable[[str], None] = lambda s: None) -> Report:
-    """Writes every figure (PNG + PDF) and table (Markdown + LaTeX) to `out`; returns what it wrote.
+           hv_refs: Optional[dict] = None, echo: Callable[[str], None] = lambda s: None) -> Report:
+    """Writes every figure (PNG + PDF) and table (Markdown + LaTeX) to `out`; returns what it wrote and the
+    parent runs it belongs to (the parents given, else the newest sweep behind each experiment).
 
-    out defaults to results/<experiment>[+<experiment>...]. With log_artifacts the folder is logged
-    under `report/` to the parent runs given, else to the newest sweep behind each experiment.
+    out defaults to results/<experiment>[+<experiment>...].
     """
     experiments, parents = list(experiments), list(parents)
     tracking_uris = list(tracking_uris) or [None]
@@ -114,23 +115,11 @@ def report(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[str
     (rep.out / "README.md").write_text(_index(rep, written, cmd))
     rep.files.append(rep.out / "README.md")
 
-    if log_artifacts:
-        if parents:
-            uri_of = dict(zip(df["parent_run_id"], df["tracking_uri"]))  # the store each parent lives in
-            targets = [(uri_of.get(p, resolve_uri(tracking_uris[0])), p) for p in parents]
-        else:
-            targets = newest_parents(df)
-        for uri, pid in targets:
-            try:
-                from ablate.tracking.mlflow_log import open_client
-
-                client = open_client(uri)
-                for f in rep.files:  # what this report wrote, not whatever else sits in the folder
-                    client.log_artifact(pid, str(f), artifact_path="report")
-                rep.logged_to.append(pid)
-            except Exception as e:  # the files are written; a store that refuses artifacts is only a note
-                notes.append(f"could not log the report to parent run {pid} ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else ''})")
+    if parents:
+        uri_of = dict(zip(df["parent_run_id"], df["tracking_uri"]))  # the store each parent lives in
+        rep.log_targets = [(uri_of.get(p, resolve_uri(tracking_uris[0])), p) for p in parents]
+    else:
+        rep.log_targets = newest_parents(df)
     return rep
 
 

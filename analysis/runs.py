@@ -2,9 +2,15 @@
 
 Columns: source (experiment, or `experiment@uri` when the same name comes from two stores),
 tracking_uri, experiment, experiment_id, parent_run_id, run_id, run_name, start_time, method,
-N (steps), B (full steps; N for vanilla), seed, one column per knob (missing knobs take the method's
-default), every logged metric, and the per-step feature errors as lists (`feature_mse_steps`,
-`feature_cos_steps`). Analysis reads only this, so any past sweep from any store can be re-plotted.
+N (steps), B (full steps; N for vanilla), seed, one column per knob (as the run logged it: every knob with
+its default), the method's look (`label`, `color`, `marker`, `rank` from its tags), `full_steps`, every
+logged metric, and the per-step feature errors as lists (`feature_mse_steps`, `feature_cos_steps`).
+Analysis reads only this: no method code is imported, so any past sweep from any store can be re-plotted
+on a machine that has only the store.
+
+Runs logged before trials described themselves (ablate 0.1) lack the knobs they left at their defaults and
+the method's look: they still report, named by their method, in a colour of a fixed palette, with only the
+knobs they logged (documented in docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -50,43 +55,6 @@ def _parse(v: str):
         except ValueError:
             pass
     return v
-
-
-@functools.lru_cache(maxsize=None)
-def _defaults(method: str) -> tuple:
-    """(knob, default) pairs of a method: from the registry when the model code is loaded (a sweep),
-    else read from the accelerators' source, so `report` does not import torch for a few defaults."""
-    if "ablate.accelerators" in sys.modules:
-        from ablate.accelerators import REGISTRY, knobs_of
-
-        return tuple(knobs_of(method).items()) if method in REGISTRY else ()
-    import ast
-
-    import ablate
-
-    for path in sorted((Path(ablate.__file__).parent / "accelerators").glob("*.py")):
-        for cls in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(cls, ast.ClassDef) or not any(
-                    isinstance(st, ast.Assign) and any(getattr(t, "id", None) == "name" for t in st.targets)
-                    and isinstance(st.value, ast.Constant) and st.value.value == method for st in cls.body):
-                continue
-            for fn in cls.body:
-                if isinstance(fn, ast.FunctionDef) and fn.name == "__init__":
-                    args = fn.args.args[len(fn.args.args) - len(fn.args.defaults):]
-                    out = []
-                    for a, d in zip(args, fn.args.defaults):
-                        if a.arg not in ("steps", "budget"):
-                            try:
-                                out.append((a.arg, ast.literal_eval(d)))
-                            except ValueError:
-                                continue
-                    return tuple(out)
-    return ()
-
-
-def _knob_defaults(method: str) -> dict:
-    """The method's knobs at their defaults: a sweep logs only the knobs its space names."""
-    return dict(_defaults(method))
 
 
 def split_stepped(history: list) -> tuple[Optional[float], list[float]]:
@@ -133,7 +101,8 @@ def _search(client, exp_id: str, filter_string: str) -> list:
 
 def _row(run, uri: str, exp, with_steps: bool, client) -> dict:
     params = {k: _parse(v) for k, v in run.data.params.items()}
-    method = params.get("method") or run.data.tags.get("ablate.method")
+    tags = run.data.tags
+    method = tags.get("ablate.method") or params.get("method")
     n = params.get("steps")
     b = params.get("budget")
     if method == "vanilla" and b is None:
@@ -146,8 +115,10 @@ def _row(run, uri: str, exp, with_steps: bool, client) -> dict:
         "trial_key": run.data.tags.get("ablate.trial_key", run.info.run_id),
         **{k: params.get(k) for k in ("dataset", "extractor", "n_samples", "base", "device", "precision")},
     }
-    knobs = _knob_defaults(method)
-    knobs.update({k[len("knobs."):]: v for k, v in params.items() if k.startswith("knobs.")})
+    row.update(label=tags.get("ablate.label", method), color=tags.get("ablate.color"), marker=tags.get("ablate.marker"),
+               rank=float(tags.get("ablate.rank", 100)),
+               full_steps=[int(x) for x in str(params.get("full_steps") or "").split(",") if x.strip()])
+    knobs = {k[len("knobs."):]: v for k, v in params.items() if k.startswith("knobs.")}
     row.update(knobs)
     row["_knobs"] = sorted(knobs)
     row.update({k: v for k, v in run.data.metrics.items() if not k.endswith("_step")})

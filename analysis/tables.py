@@ -12,18 +12,13 @@ import numpy as np
 import pandas as pd
 
 from analysis import labels as L
-from analysis.figures import ABLATIONS, ablation_groups, aggregate
+from analysis.figures import panel_title, ablation_groups, aggregate
 from analysis.pareto import hypervolume_2d, pareto_front
 
 SUMMARY = ["fid", "kid_mean", "precision", "recall", "class_acc", "latency_ms_per_image", "gflops_per_image",
            "speedup_wall", "speedup_flops", "feature_cos"]
-DIGITS = {"fid": 2, "kid_mean": 2, "precision": 3, "recall": 3, "class_acc": 3, "latency_ms_per_image": 1,
-          "images_per_s": 1, "gflops_per_image": 3, "speedup_wall": 2, "speedup_flops": 2, "ideal_speedup": 2,
-          "feature_mse": 4, "feature_cos": 3, "shortcut_params": 0, "params": 0, "train_seconds": 0}
-SHORT = {"fid": "FID", "kid_mean": "KID", "precision": "Prec.", "recall": "Rec.", "class_acc": "Acc.",
-         "latency_ms_per_image": "ms/img", "images_per_s": "img/s", "gflops_per_image": "GFLOPs",
-         "speedup_wall": "× wall", "speedup_flops": "× FLOPs", "ideal_speedup": "× ideal", "feature_mse": "feat. MSE",
-         "feature_cos": "feat. cos", "shortcut_params": "params", "train_seconds": "train s"}
+DIGITS = {k: m.digits for k, m in L.MEASURES.items()}
+SHORT = {k: m.short for k, m in L.MEASURES.items()}
 PAIRS = [("fid", "speedup_wall"), ("fid", "speedup_flops"), ("class_acc", "latency_ms_per_image")]
 
 
@@ -192,16 +187,16 @@ def _hv(v: float) -> str:
 
 def ablation(df: pd.DataFrame, measures: Sequence[str] = ("fid", "speedup_flops", "speedup_wall", "feature_cos",
                                                            "shortcut_params")) -> Optional[Table]:
-    """The shortcut's knobs one at a time (others at their most common value); None when none varies."""
+    """Each method's varied knobs one at a time (others at their most common value); None when none varies."""
     groups = ablation_groups(df)
     cols = [m for m in measures if m in df and df[m].notna().any()]
     multi = df["seed"].nunique() > 1
     t = Table(["Knob", "Setting", "B"] + [_head(m) for m in cols] + (["seeds"] if multi else []),
               "llr" + "r" * len(cols) + ("r" if multi else ""),
-              "MIGM-Shortcut ablations, one knob at a time with the others at their most common value. Mean ± std "
+              "Ablations, one knob at a time with the others at their most common value. Mean ± std "
               "over seeds; best per knob and budget in bold.")
-    for knob, title in ABLATIONS:
-        g = groups[knob]
+    for (method, knob), g in groups.items():
+        title = panel_title(df, method, knob)
         if g.empty or g[knob].astype(str).nunique() < 2:
             continue
         agg = aggregate(g, cols, ["B", knob]).sort_values(["B", knob])

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared GPU check (issue 7), for a machine with CUDA and PyTorch but none of our other
+# The one prepared GPU check, for a machine with CUDA and PyTorch but none of our other
 # packages: the device tests on real CUDA, `eval` of vanilla vs the shortcut on the GPU, and the
 # interleaved latency table, then the mnist14 base of gpu_default trained and measured. Results go to $OUT.
 #

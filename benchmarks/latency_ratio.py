@@ -18,12 +18,10 @@ import time
 
 import torch
 
-from ablate import accelerators, pretrained
-from ablate.device import Timer, autocast_dtype, describe, resolve_device
+from ablate.device import Timer, describe
+from ablate.evaluate import EvalConfig, setup
+from ablate.methods import parse_knobs, run_name
 from ablate.metrics import cost
-from ablate.models.select import load_base
-from ablate.sampling import MaskGITSampler, SamplerConfig
-from ablate.sampling.sampler import balanced_labels
 
 
 def main(argv=None) -> int:
@@ -38,55 +36,44 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     args = p.parse_args(argv)
 
-    dev = resolve_device(args.device)
-    bundle = pretrained.load(args.dataset)
-    base = load_base(None, bundle, dev)
-    amp = autocast_dtype(dev, "auto", base)
-    labels = balanced_labels(args.batch_size, base.num_classes)
-    vanilla = accelerators.build("vanilla", steps=args.steps)
-    runs = [("vanilla", args.steps, vanilla)]
-    for budget in args.budget:
-        for m in args.method:
-            acc = accelerators.build(m, steps=args.steps, budget=budget, **accelerators.parse_knobs(args.knob))
-            if hasattr(acc, "prepare"):
-                acc.prepare(base)
-            runs.append((f"{m} B={budget}", budget, acc))
+    def trial(method, budget, knobs):
+        cfg = EvalConfig(dataset=args.dataset, method=method, steps=args.steps, budget=budget, knobs=knobs,
+                         n_samples=args.batch_size, device=args.device)
+        return run_name({"method": method, "steps": args.steps, "budget": budget, "knobs": knobs}), setup(cfg)
 
-    def sampler_for(acc):
-        return MaskGITSampler(base, SamplerConfig(acc.steps), amp_dtype=amp)
-
+    runs = [trial("vanilla", None, {})]
+    runs += [trial(m, b, parse_knobs(args.knob)) for b in args.budget for m in args.method]
+    dev = runs[0][1].device
+    labels = runs[0][1].labels
     ideal, measured_flops = {}, {}
-    for name, budget, acc in runs:
-        f = cost.count_flops(MaskGITSampler(base, SamplerConfig(acc.steps)), labels[:4],
-                             torch.Generator().manual_seed(0), acc).as_measures()
+    for name, st in runs:
+        f = cost.count_flops(st.sampler, labels[:4], torch.Generator().manual_seed(0), st.method).as_measures()
         measured_flops[name] = f["gflops_per_image"]
-        # N / (B + (N - B) c); step_reduction runs B full steps, i.e. c = 0 over N steps.
-        c = f["accel_cost_ratio"]
-        ideal[name] = cost.ideal_speedup(args.steps, budget, c)
-        sampler_for(acc).sample(labels[:2], torch.Generator().manual_seed(1), acc)  # warm-up
+        ideal[name] = st.method.ideal_speedup(f["accel_cost_ratio"])  # the method's own cost model
+        st.sampler.sample(labels[:2], torch.Generator().manual_seed(1), st.method)  # warm-up
 
-    times = {name: [] for name, _, _ in runs}
+    times = {name: [] for name, _ in runs}
     t0 = time.perf_counter()
     for r in range(args.rounds):
         order = runs if r % 2 == 0 else runs[::-1]
-        for name, _, acc in order:
+        for name, st in order:
             gen = torch.Generator().manual_seed(100 + r)
             with Timer(dev) as timer:  # CUDA events on a GPU
-                sampler_for(acc).sample(labels, gen, acc)
+                st.sampler.sample(labels, gen, st.method)
             times[name].append(timer.seconds * 1000 / len(labels))
         print(f"# round {r + 1}/{args.rounds} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
 
-    v = statistics.median(times["vanilla"])
+    v = statistics.median(times[runs[0][0]])
     print(f"\n`python benchmarks/latency_ratio.py {' '.join(argv if argv is not None else sys.argv[1:])}`  ")
     print(f"N = {args.steps}, batch {args.batch_size}, {args.rounds} interleaved rounds, {describe(dev)}, "
           f"{torch.get_num_threads()} CPU threads\n")
     print("| run | ms/img (median) | spread | speedup wall | speedup FLOPs | ideal | wall / ideal |")
     print("|---|---|---|---|---|---|---|")
-    for name, _, _ in runs:
+    for name, _ in runs:
         ms = statistics.median(times[name])
         spread = (max(times[name]) - min(times[name])) / ms
         wall = v / ms
-        fl = measured_flops["vanilla"] / measured_flops[name]
+        fl = measured_flops[runs[0][0]] / measured_flops[name]
         print(f"| {name} | {ms:.1f} | {spread:.0%} | {wall:.2f}x | {fl:.2f}x | {ideal[name]:.2f}x | {wall / ideal[name]:.0%} |")
     return 0
 

@@ -1,4 +1,4 @@
-"""Every method side by side at N steps and a few budgets (issue 4's table), as Markdown.
+"""Every method side by side at N steps and a few budgets , as Markdown.
 
     python benchmarks/methods_table.py --steps 16 --budgets 4 3 6 --all-methods-at 4 --n-samples 2000 \
         --out results/methods_N16.json
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ablate.evaluate import EvalConfig, evaluate
+from ablate.methods import run_name
 
 METHODS = [
     ("step_reduction", {}),
@@ -32,10 +33,6 @@ METHODS = [
 
 
 CORE = [("step_reduction", {}), ("feature_cache", {}), ("taylor", {"order": 1}), ("shortcut", {})]
-
-
-def label(method: str, knobs: dict) -> str:
-    return method + "".join(f" {k}={v}" for k, v in knobs.items())
 
 
 def main(argv=None) -> int:
@@ -56,7 +53,7 @@ def main(argv=None) -> int:
                          n_samples=args.n_samples, seed=args.seed)
         t = time.perf_counter()
         r = evaluate(cfg)
-        print(f"# {label(method, knobs)} B={budget}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+        print(f"# {run_name(cfg.__dict__)}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
         return r
 
     results = [run("vanilla", None, {})]
@@ -70,13 +67,10 @@ def main(argv=None) -> int:
     rows = ["| method | B | FID | class_acc | GFLOPs/img | latency ms/img | speedup FLOPs | speedup wall | ideal | c |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        m, a = r["measures"], r["accelerator"]
-        knobs = {k: v for k, v in r["config"]["knobs"].items()}
-        c = m["accel_cost_ratio"]
-        n, b = args.steps, a["budget"]
-        ideal = n / (b + (n - b) * c) if a["method"] not in ("vanilla", "step_reduction") else n / b
+        m, b = r["measures"], r["description"]["budget"]
+        c, ideal = m["accel_cost_ratio"], m["ideal_speedup"]
         rows.append(
-            f"| {label(a['method'], knobs)} | {b} | {m['fid']:.2f} | {m['class_acc']:.3f} | {m['gflops_per_image']:.3f} | "
+            f"| {run_name(r['config'])} | {b} | {m['fid']:.2f} | {m['class_acc']:.3f} | {m['gflops_per_image']:.3f} | "
             f"{m['latency_ms_per_image']:.2f} | {ref['gflops_per_image'] / m['gflops_per_image']:.2f} | "
             f"{ref['latency_ms_per_image'] / m['latency_ms_per_image']:.2f} | {ideal:.2f} | {c:.3f} |"
         )

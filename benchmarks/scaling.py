@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from ablate import accelerators
+from ablate import methods
 from ablate.device import Timer, autocast_dtype, describe, resolve_device
 from ablate.metrics import cost
 from ablate.models import MaskGIT, MaskGITConfig
@@ -55,7 +55,7 @@ def build_base(name: str, depth: int, device) -> MaskGIT:
 
 
 def shortcut_for(base, steps: int, budget: int):
-    acc = accelerators.build("shortcut", steps=steps, budget=budget)
+    acc = methods.build("shortcut", steps=steps, budget=budget)
     torch.manual_seed(1)
     net = Shortcut(ShortcutConfig(), token_table(base), base.position_embedding())
     torch.nn.init.normal_(net.out.weight, std=0.02)  # not the zero start: the values do not change the cost
@@ -87,7 +87,7 @@ def measure(name: str, steps_list, args, device) -> list[dict]:
     for n in steps_list:
         b = max(1, n // 4)
         sampler = MaskGITSampler(base, SamplerConfig(steps=n), amp_dtype=amp)
-        vanilla = accelerators.build("vanilla", steps=n)
+        vanilla = methods.build("vanilla", steps=n)
         short = shortcut_for(base, n, b)
         gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
         fv = cost.count_flops(sampler, labels[:1], gen(), vanilla).as_measures()

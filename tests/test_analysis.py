@@ -122,11 +122,21 @@ def sample_png(fid: float, seed: int) -> bytes:
 TEMPLATE_DB: list = []  # an empty, migrated MLflow database to copy (creating one takes seconds)
 
 
+def describe(method, budget, knobs, steps=16) -> dict:
+    """The description a real trial logs (evaluate.Setup.describe), with a made-up base model."""
+    from ablate import methods
+
+    return {**methods.build(method, steps, budget, **knobs).describe(), "base_id": "native:mnist",
+            "base_digest": "0" * 64, "dataset": "mnist", "reference_split": "train", "seed": 0,
+            "versions": {"torch": "x"}}
+
+
 def fake_sweep(runs_root: Path, experiment: str, grid=DEFAULT_GRID, seeds=(0,), drop=(), failed=0, steps=16,
-               finish=True, samples=True) -> tuple[str, str]:
+               finish=True, samples=True, old_style=False) -> tuple[str, str]:
     """Writes a sweep (parent run + child runs) through Tracker; returns (tracking uri, parent run id).
 
-    drop: measure names left out of every trial (a store from an older version); failed: extra FAILED trials.
+    drop: measure names left out of every trial (a store from an older version); failed: extra FAILED trials;
+    old_style: trials that log no description (runs of ablate 0.1: only the knobs the space named).
     """
     from ablate.tracking import mlflow_log
     from ablate.tracking.mlflow_log import FINISHED, Tracker
@@ -152,7 +162,8 @@ def fake_sweep(runs_root: Path, experiment: str, grid=DEFAULT_GRID, seeds=(0,), 
                 if not finish:
                     tr.fail_child(run, "Traceback...\nRuntimeError: out of memory")
                     continue
-                tr.finish_child(run, m, per_step, sample_png(m.get("fid", 40.0), seed) if samples else None)
+                tr.finish_child(run, m, per_step, sample_png(m.get("fid", 40.0), seed) if samples else None,
+                                None if old_style else describe(method, budget, knobs, steps))
         for i in range(failed):
             run = tr.start_child(parent, trial("shortcut", 2, {"checkpoint": f"/no/such/{i}"}), "space" + experiment)
             tr.fail_child(run, "Traceback...\nAblateError: checkpoint: no such file")
@@ -279,18 +290,47 @@ def test_load_runs_tidy_frame(store):
     assert math.isnan(df[df["method"] == "step_reduction"]["feature_mse"].iloc[0])  # never logged: missing
 
 
-def test_knob_defaults_read_without_torch_match_the_registry():
-    from ablate import accelerators
-    from analysis import runs
+def test_report_reads_only_mlflow(store, tmp_path):
+    """A fresh process that cannot import torch or any method code still loads the runs with every knob (the
+    defaults a space left out included), each method's label, colour and marker, and draws the report."""
+    uri, _, _ = store
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch' or name.startswith(('ablate.methods', 'ablate.sampling')):\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from analysis.report import report\n"
+        "from analysis.runs import load_runs\n"
+        f"df = load_runs(['default'], [{uri!r}])\n"
+        "sc = df[df['method'] == 'shortcut']\n"
+        "assert set(sc['bottleneck']) == {2, 4}, set(sc['bottleneck'])\n"
+        "assert set(sc['kl_weight']) == {3.0}, set(sc['kl_weight'])\n"
+        "assert set(df['label']) >= {'MIGM-Shortcut', 'Taylor', 'Vanilla'}\n"
+        "assert set(df.loc[df['method'] == 'taylor', 'color']) == {'#ff7f0e'}\n"
+        "assert df.loc[df['method'] == 'taylor', 'full_steps'].iloc[0] in ([0, 5, 11], [0, 4, 8, 12])\n"
+        f"rep = report(['default'], [{uri!r}], out=__import__('pathlib').Path({str(tmp_path / 'r')!r}))\n"
+        "assert any(f.name == 'pareto_fid_vs_speedup_flops.png' for f in rep.files)\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    import subprocess
 
-    runs._defaults.cache_clear()
-    modules = {k: sys.modules.pop(k) for k in [m for m in sys.modules if m == "ablate.accelerators"]}
-    try:
-        from_source = {m: dict(runs._defaults(m)) for m in accelerators.REGISTRY}
-    finally:
-        sys.modules.update(modules)
-        runs._defaults.cache_clear()
-    assert from_source == {m: accelerators.knobs_of(m) for m in accelerators.REGISTRY}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+@pytest.mark.usefixtures("template_db")
+def test_runs_logged_before_descriptions_still_report(tmp_path):
+    """Runs of ablate 0.1 (no description: only the knobs the space named, no look) load and report."""
+    from analysis.report import report
+    from analysis.runs import load_runs
+
+    uri, _ = fake_sweep(tmp_path / "runs", "old", grid=TEST_GRID, old_style=True)
+    df = load_runs(["old"], [uri])
+    assert set(df["label"]) == set(df["method"])  # named by their method
+    rep = report(["old"], [uri], out=tmp_path / "r")
+    assert any(f.name == "summary.md" for f in rep.files)
 
 
 @pytest.mark.usefixtures("template_db")
@@ -320,7 +360,7 @@ def test_combine_two_experiments_and_two_uris(store, tmp_path):
     one_uri = load_runs(["baselines"], [uri_b])
     assert set(one_uri["source"]) == {"baselines"} and one_uri["seed"].nunique() == 2
     df = add_labels(two_exps)
-    assert "Taylor (order 2) [baselines]" in set(df["series"])
+    assert "Taylor (order=2) [baselines]" in set(df["series"])
     files = speed_vs_quality(df, tmp_path / "fig", speed="speedup_flops")
     assert [f.suffix for f in files] == [".png", ".pdf"] and all(f.stat().st_size > 1000 for f in files)
     (tmp_path / "empty").mkdir()
@@ -365,6 +405,8 @@ def hand_frame():
         for seed, f in enumerate(fid):
             rows.append({"source": "x", "experiment": "x", "tracking_uri": "u", "run_id": f"{method}{seed}",
                          "run_name": method, "parent_run_id": "p", "start_time": 0, "method": method, "N": 16,
+                         "label": {"vanilla": "Vanilla", "feature_cache": "Feature caching", "taylor": "Taylor",
+                                   "shortcut": "MIGM-Shortcut"}[method],
                          "B": 16 if method == "vanilla" else 4, "seed": seed, "fid": f, "speedup_flops": speed,
                          "speedup_wall": speed + seed * 0.1, "feature_mse_steps": None, "feature_cos_steps": None})
     return add_labels(pd.DataFrame(rows))
@@ -415,7 +457,7 @@ def test_report_cli_writes_every_figure_and_logs_to_parent(store, tmp_path, caps
         assert "\\textbf{" in (out / f"{name}.tex").read_text()
     assert "fid = 80" in (out / "pareto.md").read_text()
     abl = (out / "ablation.md").read_text()
-    assert "no tokens" in abl and "0 blocks" in abl and "r=4" in abl
+    assert "use_tokens=false" in abl and "n_block=0" in abl and "bottleneck=4" in abl
     readme = (out / "README.md").read_text()
     assert "python -m ablate report --experiment default" in readme and "![pareto_fid_vs_speedup_wall]" in readme
     logged = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(parent, "report")}
@@ -459,8 +501,7 @@ def test_cli_report_and_errors(store, tmp_path, capsys):
 @pytest.mark.usefixtures("template_db")
 def test_sweep_hook_reports_and_never_raises(tmp_path, monkeypatch, capsys):
     import analysis.report
-    from ablate.sweep.run import _report
-    from ablate.tracking.mlflow_log import Tracker
+    from ablate.cli import _sweep_report
 
     uri, parent = fake_sweep(tmp_path / "runs", "hooked", grid=[("vanilla", None, {})])
     monkeypatch.setenv("ABLATE_RUNS", str(tmp_path / "runs"))
@@ -471,14 +512,14 @@ def test_sweep_hook_reports_and_never_raises(tmp_path, monkeypatch, capsys):
         return analysis.report.Report(out, files=[out / "a.png"], notes=["a note"])
 
     monkeypatch.setattr(analysis.report, "report", fake_report)
-    _report(Tracker(uri, "hooked"), parent)
+    _sweep_report({"experiment": "hooked", "tracking_uri": uri, "parent_run_id": parent})
     assert calls == [(["hooked"], [uri], [parent], tmp_path / "runs" / "reports" / "hooked")]
     printed = capsys.readouterr().out
     assert "report note: a note" in printed and "report: 1 files in" in printed
     monkeypatch.undo()
     monkeypatch.setenv("ABLATE_RUNS", str(tmp_path / "runs"))
     broken, bparent = fake_sweep(tmp_path / "runs", "broken", grid=[("vanilla", None, {})], finish=False)
-    _report(Tracker(broken, "broken"), bparent)  # the real report: nothing FINISHED is printed, not raised
+    _sweep_report({"experiment": "broken", "tracking_uri": broken, "parent_run_id": bparent})  # the real report: nothing FINISHED is printed, not raised
     assert "report failed (AblateError: experiment 'broken': no FINISHED trial runs" in capsys.readouterr().out
 
 
@@ -488,8 +529,12 @@ def test_ablation_groups_never_average_two_settings_as_seeds():
 
     from analysis.figures import ablation_groups
 
-    rows = [dict(method="shortcut", B=4, n_block=d, use_tokens=True, bottleneck=2, time_embed=True, kl_weight=kl)
-            for d, kl in [(0, 3.0), (1, 3.0), (2, 3.0), (1, 0.0)]]
-    groups = ablation_groups(pd.DataFrame(rows))
-    assert sorted(groups["n_block"]["n_block"]) == [0, 1, 2] and set(groups["n_block"]["kl_weight"]) == {3.0}
-    assert sorted(groups["kl_weight"]["kl_weight"]) == [0.0, 3.0] and set(groups["kl_weight"]["n_block"]) == {1}
+    rows = [dict(method="shortcut", B=4, n_block=d, use_tokens=True, bottleneck=2, time_embed=True, kl_weight=kl,
+                 method_rank=6) for d, kl in [(0, 3.0), (1, 3.0), (2, 3.0), (1, 0.0)]]
+    df = pd.DataFrame(rows)
+    df.attrs["knobs"] = ["n_block", "use_tokens", "bottleneck", "time_embed", "kl_weight"]
+    groups = ablation_groups(df)
+    assert set(groups) == {("shortcut", "n_block"), ("shortcut", "kl_weight")}  # the knobs that vary, no list
+    depth, kl = groups[("shortcut", "n_block")], groups[("shortcut", "kl_weight")]
+    assert sorted(depth["n_block"]) == [0, 1, 2] and set(depth["kl_weight"]) == {3.0}
+    assert sorted(kl["kl_weight"]) == [0.0, 3.0] and set(kl["n_block"]) == {1}

@@ -63,7 +63,7 @@ def test_prepare_verifies_existing_bundle(tiny_bundle, capsys):
         (["sample", "--steps", "16", "--budget", "4", "--out", "x.png"], "error: budget:"),
         (["sample", "--steps", "16", "--method", "nope", "--out", "x.png"], "error: method:"),
         (["sample", "--steps", "16", "--n", "0", "--out", "x.png"], "error: --n:"),
-        (["sample", "--steps", "16", "--dataset", "nowhere", "--out", "x.png"], "error: weights:"),
+        (["sample", "--steps", "16", "--dataset", "nowhere", "--out", "x.png"], "error: dataset:"),
         (["prepare", "--dataset", "digits", "--set", "base.depthh=3"], "error: --set:"),
         (["prepare", "--dataset", "digits", "--set", "base.depth=deep"], "error: --set:"),
         (["prepare", "--dataset", "imagenet", "--retrain"], "error: dataset:"),

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ablate.accelerators import Accelerator
+from ablate.methods import Method
 from ablate.metrics import cost
 from ablate.models import MaskGIT, MaskGITConfig
 from ablate.sampling import MaskGITSampler, SamplerConfig
@@ -43,10 +43,8 @@ def test_vanilla_flops_linear_in_steps(model):
 
 
 def test_flops_split_by_step_type(model):
-    class HalfCost(Accelerator):
+    class HalfCost(Method):
         """Skipped steps run a quarter-size matmul: the split must see them as cheaper."""
-
-        name = "half"
 
         def observe(self, state, logits, feature):
             self.last = (logits, feature)

@@ -5,7 +5,7 @@ runs for real with CPU autocast."""
 import pytest
 import torch
 
-from ablate import accelerators, device
+from ablate import methods, device
 from ablate.cli import main
 from ablate.errors import AblateError
 from ablate.sampling import MaskGITSampler, SamplerConfig
@@ -118,7 +118,7 @@ def test_fidelity_runs_on_the_gpu_of_the_trial(tmp_path):
 def test_sampler_under_autocast(tiny_model, method, budget):
     """The mixed-precision path (CPU autocast stands in for the GPU's): logits in bf16, every position filled."""
     dtypes = []
-    acc = accelerators.build(method, steps=5, budget=budget)
+    acc = methods.build(method, steps=5, budget=budget)
     sampler = MaskGITSampler(tiny_model, SamplerConfig(steps=5), amp_dtype=torch.bfloat16)
     out = sampler.sample(torch.tensor([0, 1, 2]), torch.Generator().manual_seed(0), acc,
                          hooks=[lambda s, o: dtypes.append(o.logits.dtype)])
@@ -126,11 +126,27 @@ def test_sampler_under_autocast(tiny_model, method, budget):
     assert dtypes[0] == torch.bfloat16
 
 
-def test_no_amp_is_bit_identical_to_fp32(tiny_model):
-    labels = torch.tensor([0, 1, 2, 0])
-    a = MaskGITSampler(tiny_model, SamplerConfig(steps=5)).generate(labels, seed=1, batch_size=2)
-    b = MaskGITSampler(tiny_model, SamplerConfig(steps=5), amp_dtype=None).generate(labels, seed=1, batch_size=2)
-    assert torch.equal(a.tokens, b.tokens)
+def test_sampler_runs_the_model_under_the_autocast_it_is_given(tiny_model):
+    """amp_dtype reaches the model's forward (CPU autocast runs bf16, so this needs no GPU), and None means
+    plain fp32: the forward then sees no autocast at all."""
+    seen = []
+    forward = tiny_model.forward
+
+    def spy(*a, **kw):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return forward(*a, **kw)
+
+    tiny_model.forward = spy
+    try:
+        labels = torch.tensor([0, 1, 2, 0])
+        MaskGITSampler(tiny_model, SamplerConfig(steps=3), amp_dtype=None).generate(labels, seed=1, batch_size=2)
+        assert seen and set(seen) == {None}
+        seen.clear()
+        MaskGITSampler(tiny_model, SamplerConfig(steps=3), amp_dtype=torch.bfloat16).generate(labels, seed=1,
+                                                                                              batch_size=2)
+        assert seen and set(seen) == {torch.bfloat16}
+    finally:
+        del tiny_model.forward
 
 
 def test_noise_comes_from_a_cpu_generator():

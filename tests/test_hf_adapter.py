@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate import accelerators
+from ablate import methods
 from ablate.cli import main
 from ablate.errors import AblateError
 from ablate.evaluate import EvalConfig, evaluate
 from ablate.models import hf_adapter
-from ablate.models.hf_train import MLMConfig, train_mlm
+from ablate.pretrained.mlm import MLMConfig, train_mlm
 from ablate.models.protocol import token_table
 from ablate.sampling import MaskGITSampler, SamplerConfig
 from ablate.shortcut.model import Shortcut, ShortcutConfig
@@ -73,15 +73,15 @@ def test_drop_label_is_the_null_class(bert):
 @pytest.mark.parametrize("method,budget", [("vanilla", None), ("step_reduction", 2), ("feature_cache", 2),
                                            ("taylor", 2)])
 def test_feature_level_methods_sample(bert, method, budget):
-    acc = accelerators.build(method, steps=6, budget=budget)
+    acc = methods.build(method, steps=6, budget=budget)
     out = MaskGITSampler(bert, SamplerConfig(steps=acc.steps)).sample(LABELS, torch.Generator().manual_seed(0), acc)
     assert (out.tokens < bert.mask_id).all() and out.full_steps == sorted(acc.full)
 
 
 def test_untrained_shortcut_is_feature_cache(bert):
     sampler = MaskGITSampler(bert, SamplerConfig(steps=6))
-    a = sampler.sample(LABELS, torch.Generator().manual_seed(0), accelerators.build("feature_cache", steps=6, budget=2))
-    acc = accelerators.build("shortcut", steps=6, budget=2)
+    a = sampler.sample(LABELS, torch.Generator().manual_seed(0), methods.build("feature_cache", steps=6, budget=2))
+    acc = methods.build("shortcut", steps=6, budget=2)
     acc.net = Shortcut(ShortcutConfig(), token_table(bert), bert.position_embedding()).eval()
     b = sampler.sample(LABELS, torch.Generator().manual_seed(0), acc)
     assert torch.equal(a.tokens, b.tokens)
@@ -243,7 +243,7 @@ grid:
     exp = c.get_experiment_by_name("hf_smoke")
     runs = c.search_runs([exp.experiment_id])
     trials = {r.info.run_name: r for r in runs if r.data.tags.get("ablate.role") == "trial"}
-    sc_name = "shortcut-d1-tok-ts10-ti12-tn4-N4-B2"  # non-default training knobs are in the name
+    sc_name = "shortcut-N4-B2-train_steps=10-traj_images=12-traj_steps=4"  # non-default knobs are in the name
     assert sorted(trials) == ["feature_cache-N4-B2", sc_name, "vanilla-N4"]
     for r in trials.values():
         assert r.info.status == "FINISHED", r.data.tags.get("ablate.error")

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from ablate import accelerators
+from ablate import methods
 from ablate.errors import AblateError
 from ablate.models import hf_adapter
 from ablate.models.protocol import token_table
@@ -169,7 +169,7 @@ def test_sinusoidal_position_fallback(remote):
 @pytest.mark.parametrize("method,budget", [("vanilla", None), ("step_reduction", 2), ("feature_cache", 2),
                                            ("taylor", 2)])
 def test_feature_level_methods_sample(remote, method, budget):
-    acc = accelerators.build(method, steps=STEPS, budget=budget)
+    acc = methods.build(method, steps=STEPS, budget=budget)
     out = MaskGITSampler(remote, SamplerConfig(steps=acc.steps)).sample(LABELS, torch.Generator().manual_seed(0), acc)
     assert out.tokens.shape == (4, 49)
     assert (out.tokens < remote.mask_id).all() and out.full_steps == sorted(acc.full)
@@ -178,9 +178,9 @@ def test_feature_level_methods_sample(remote, method, budget):
 def test_untrained_shortcut_is_feature_cache(remote):
     """The shortcut embeds new tokens with the model's input embedding + the sinusoidal position table."""
     sampler = MaskGITSampler(remote, SamplerConfig(steps=STEPS))
-    fc = accelerators.build("feature_cache", steps=STEPS, budget=2)
+    fc = methods.build("feature_cache", steps=STEPS, budget=2)
     a = sampler.sample(LABELS, torch.Generator().manual_seed(0), fc)
-    acc = accelerators.build("shortcut", steps=STEPS, budget=2)
+    acc = methods.build("shortcut", steps=STEPS, budget=2)
     acc.net = Shortcut(ShortcutConfig(), token_table(remote), remote.position_embedding()).eval()
     assert remote._pos_source == "sinusoidal"
     b = sampler.sample(LABELS, torch.Generator().manual_seed(0), acc)
@@ -192,7 +192,7 @@ def test_same_seed_same_samples(remote, remote_dir):
 
     def sample(seed, base=None):
         s = sampler if base is None else MaskGITSampler(base, SamplerConfig(steps=STEPS))
-        return s.sample(LABELS, torch.Generator().manual_seed(seed), accelerators.build("vanilla", steps=STEPS)).tokens
+        return s.sample(LABELS, torch.Generator().manual_seed(seed), methods.build("vanilla", steps=STEPS)).tokens
 
     a = sample(0)
     assert torch.equal(a, sample(0))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ablate.accelerators import Accelerator, build
+from ablate.methods import Method, build
 from ablate.errors import AblateError
 from ablate.sampling import MaskGITSampler, SamplerConfig
 from ablate.sampling.sampler import balanced_labels
@@ -56,9 +56,7 @@ def test_guidance_ramps_linearly(tiny_model):
 def test_skip_steps_go_through_the_accelerator(tiny_model):
     """An accelerator that replays the last full feature is called exactly on the non-full steps."""
 
-    class Replay(Accelerator):
-        name = "replay"
-
+    class Replay(Method):
         def begin(self, model, batch_size):
             self.calls = []
 

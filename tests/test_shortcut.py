@@ -71,7 +71,7 @@ def test_sampler_feeds_the_shortcut_what_training_pairs_hold(tiny_model):
 
     A spy shortcut records its inputs and returns vanilla's own next feature, so the accelerated run follows
     the vanilla trajectory of the same seed step for step."""
-    from ablate import accelerators
+    from ablate import methods
     from ablate.sampling import MaskGITSampler, SamplerConfig
     from ablate.sampling.schedule import full_steps
     from ablate.shortcut.train import pair_inputs
@@ -91,7 +91,7 @@ def test_sampler_feeds_the_shortcut_what_training_pairs_hold(tiny_model):
         def num_params(self):
             return 0
 
-    acc = accelerators.build("shortcut", steps=steps, budget=2)
+    acc = methods.build("shortcut", steps=steps, budget=2)
     acc.net = Spy()
     out = sampler.sample(labels, torch.Generator().manual_seed(7), acc)
     assert torch.equal(out.tokens, ref.tokens) and torch.equal(out.order, ref.order) and len(seen) == len(skips) == 4
@@ -122,7 +122,7 @@ def test_mixed_step_batch_matches_what_sampling_feeds_row_by_row(tiny_model, bui
     """A training batch whose rows sit at different steps: row by row, the loss's inputs are exactly what the
     sampler hands the shortcut at that row's step (positions, tokens, mask ratio), and no position still
     masked after the step ever shows its token. The format-1 pairs (row 0's count for every row) fail it."""
-    from ablate import accelerators
+    from ablate import methods
     from ablate.sampling import MaskGITSampler, SamplerConfig
     from ablate.shortcut.train import pair_inputs
 
@@ -141,7 +141,7 @@ def test_mixed_step_batch_matches_what_sampling_feeds_row_by_row(tiny_model, bui
         def num_params(self):
             return 0
 
-    acc = accelerators.build("shortcut", steps=steps, budget=1)
+    acc = methods.build("shortcut", steps=steps, budget=1)
     acc.net = Spy()
     # The pairs are built from the order and tokens of that same run, so the two sides see one trajectory.
     out = sampler.sample(labels, torch.Generator().manual_seed(3), acc)

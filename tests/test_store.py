@@ -72,13 +72,16 @@ def test_shipped_seed_entry_is_served_and_a_damaged_one_ignored(tmp_path, monkey
     assert rebuilt != seed and len(calls) == 2 and (seed / "x.bin").read_bytes() == b"abd"  # seed untouched
 
 
-def test_default_shortcut_ships_for_the_shipped_base():
-    """The main job's shortcut (default knobs) is a shipped seed for the shipped MNIST base: no training."""
-    from dataclasses import asdict
+def test_default_shortcut_ships_for_the_shipped_base(tmp_path, monkeypatch):
+    """The main job's shortcuts (default knobs, and MSE only) are shipped seeds for the shipped MNIST base, for
+    the current training format: an empty store serves them without training."""
+    from ablate import methods, pretrained
+    from ablate.shortcut.train import TRAINING_FORMAT
 
-    from ablate import accelerators, pretrained
-    from ablate.shortcut.cache import base_hash
-
-    acc = accelerators.build("shortcut", steps=16, budget=4)
-    key = {"base": base_hash(pretrained.load("mnist").base), "shortcut": asdict(acc.sc_cfg), "train": asdict(acc.train_cfg)}
-    assert store.seed_entry("shortcut", store.config_hash(key)[:20]) is not None
+    monkeypatch.setenv("ABLATE_STORE", str(tmp_path / "empty"))
+    base = pretrained.load("mnist").base
+    for knobs in ({}, {"kl_weight": 0.0}):
+        acc = methods.build("shortcut", steps=16, budget=4, **knobs)
+        logs = []
+        acc.prepare(base, log=logs.append)
+        assert logs == [] and acc.meta["format"] == TRAINING_FORMAT, (knobs, logs)

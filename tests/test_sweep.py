@@ -69,7 +69,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     parents = [r for r in runs if r.data.tags.get("ablate.role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("ablate.role") == "trial"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert sorted(r.info.run_name for r in children) == ["feature_cache-N8-B2", "taylor-o1-N8-B2", "vanilla-N8"]
+    assert sorted(r.info.run_name for r in children) == ["feature_cache-N8-B2", "taylor-N8-B2", "vanilla-N8"]
     for r in children:
         assert r.info.status == "FINISHED" and r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         m = r.data.metrics
@@ -97,7 +97,7 @@ def test_failed_trial_is_recorded_and_sweep_goes_on(tmp_path):
     _, runs = runs_of(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", "failing")
     by_name = {r.info.run_name: r for r in runs if r.data.tags.get("ablate.role") == "trial"}
     assert by_name["feature_cache-N6-B2"].info.status == "FINISHED"
-    failed = by_name["shortcut-d1-tok-N6-B2"]
+    failed = by_name["shortcut-N6-B2"]
     assert failed.info.status == "FAILED" and "checkpoint" in failed.data.tags["ablate.error"]
 
 
@@ -138,7 +138,7 @@ def test_resume_after_kill(tmp_path):
     finished = [r.info.run_name for r in runs if r.data.tags.get("ablate.role") == "trial" and r.info.status == "FINISHED"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(finished) == sorted(["vanilla-N6", "feature_cache-N6-B2", "feature_cache-N6-B3",
-                                       "taylor-o1-N6-B2", "taylor-o1-N6-B3"])
+                                       "taylor-N6-B2", "taylor-N6-B3"])
 
 
 def free_port() -> int:

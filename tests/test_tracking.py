@@ -15,13 +15,15 @@ def test_concurrent_first_use_of_a_sqlite_store(tmp_path):
     assert (tmp_path / "runs" / "mlflow.db").stat().st_size > 0
 
 
-def test_run_names_tell_training_variants_apart():
-    from ablate.accelerators import knobs_of
-    from ablate.tracking.mlflow_log import run_name
+def test_run_names_tell_variants_apart():
+    """One formatter: method, N, B, then each knob given away from its default under its own name, then the seed."""
+    from ablate.methods import defaults, run_name
 
-    default_kl = knobs_of("shortcut")["kl_weight"]
+    default_kl = defaults("shortcut")["kl_weight"]
     base = {"method": "shortcut", "steps": 16, "budget": 4}
-    assert run_name(base | {"knobs": {"n_block": 1, "kl_weight": default_kl}}) == "shortcut-d1-tok-N16-B4"
+    assert run_name(base | {"knobs": {"n_block": 1, "kl_weight": default_kl}}) == "shortcut-N16-B4"
     assert run_name(base | {"knobs": {"n_block": 2, "kl_weight": default_kl + 1.5}}) == \
-        f"shortcut-d2-tok-kl{default_kl + 1.5:g}-N16-B4"
-    assert run_name(base | {"knobs": {"use_tokens": False, "rollout": 1}}) == "shortcut-d1-notok-ro1-N16-B4"
+        f"shortcut-N16-B4-kl_weight={default_kl + 1.5}-n_block=2"
+    assert run_name(base | {"knobs": {"use_tokens": "false", "rollout": 1}, "seed": 2}) == \
+        "shortcut-N16-B4-rollout=1-use_tokens=false-s2"
+    assert run_name({"method": "vanilla", "steps": 16, "budget": None, "knobs": {}}) == "vanilla-N16"

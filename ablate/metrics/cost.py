@@ -45,13 +45,8 @@ class FlopCount:
         }
 
 
-def ideal_speedup(steps: int, budget: int, c: float) -> float:
-    """N / (B + (N - B) c): the speedup over N full steps when N - B steps cost c of a full one each."""
-    return steps / (budget + (steps - budget) * c)
-
-
-def count_flops(sampler, labels: torch.Tensor, generator: torch.Generator, accelerator=None) -> FlopCount:
-    """FLOPs of sampling `labels` once: total and per step (whatever the accelerator runs)."""
+def count_flops(sampler, labels: torch.Tensor, generator: torch.Generator, method=None) -> FlopCount:
+    """FLOPs of sampling `labels` once: total and per step (whatever the method runs)."""
     counter = FlopCounterMode(display=False)
     result = FlopCount(images=len(labels))
     last = [0]
@@ -62,7 +57,7 @@ def count_flops(sampler, labels: torch.Tensor, generator: torch.Generator, accel
         last[0] = now
 
     with counter:
-        sampler.sample(labels, generator, accelerator, hooks=[hook])
+        sampler.sample(labels, generator, method, hooks=[hook])
     result.total = counter.get_total_flops()
     return result
 

@@ -12,18 +12,18 @@ import torch
 from ablate.sampling import MaskGITSampler
 
 
-def _record(sampler: MaskGITSampler, labels, seed: int, accelerator=None) -> list[torch.Tensor]:
+def _record(sampler: MaskGITSampler, labels, seed: int, method=None) -> list[torch.Tensor]:
     feats = []
-    sampler.sample(labels, torch.Generator().manual_seed(seed), accelerator, hooks=[lambda s, o: feats.append(o.feature)])
+    sampler.sample(labels, torch.Generator().manual_seed(seed), method, hooks=[lambda s, o: feats.append(o.feature)])
     return feats
 
 
-def feature_error(sampler: MaskGITSampler, labels: torch.Tensor, seed: int, accelerator) -> dict[str, list[float]]:
+def feature_error(sampler: MaskGITSampler, labels: torch.Tensor, seed: int, method) -> dict[str, list[float]]:
     """{'feature_mse': [per step], 'feature_cos': [per step]}; empty lists when steps differ (step_reduction)."""
-    if accelerator.steps != sampler.cfg.steps:
+    if method.steps != sampler.cfg.steps:
         return {"feature_mse": [], "feature_cos": []}
     ref = _record(sampler, labels, seed)
-    got = _record(sampler, labels, seed, accelerator)
+    got = _record(sampler, labels, seed, method)
     mse = [float(((a - b) ** 2).mean()) for a, b in zip(got, ref)]
     cos = [float(torch.nn.functional.cosine_similarity(a, b, dim=-1).mean()) for a, b in zip(got, ref)]
     return {"feature_mse": mse, "feature_cos": cos}

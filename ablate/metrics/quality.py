@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 from ablate.errors import AblateError
 from ablate.hashing import file_digest
-from ablate.metrics.classifier import Classifier, ClassifierConfig
+from ablate.models.classifier import Classifier, ClassifierConfig
 from ablate.paths import home
 
 EXTRACTORS = ("classifier", "inception")

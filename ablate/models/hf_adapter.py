@@ -3,7 +3,7 @@
 Any `AutoModelForMaskedLM` checkpoint in a local folder (a bidirectional encoder whose last hidden
 state is "the feature" and whose LM head maps it to logits: BERT, RoBERTa, ... or local
 `trust_remote_code` models such as LLaDA / Lumina-DiMOO) becomes a base model the sampler and the
-feature-level accelerators (vanilla, step_reduction, feature_cache, taylor, shortcut) can drive. It is
+feature-level methods (vanilla, step_reduction, feature_cache, taylor, shortcut) can drive. It is
 loaded with `local_files_only=True`: nothing is fetched from a hub at run time.
 
 The folder holds the checkpoint (config.json + weights) and `ablate.json`, which says how image

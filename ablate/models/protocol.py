@@ -1,6 +1,6 @@
-"""What the sampler and accelerators may assume of a base model.
+"""What the sampler and methods may assume of a base model.
 
-Feature-level accelerators need only `forward`, `head` and the embeddings; position-level ones
+Feature-level methods need only `forward`, `head` and the embeddings; position-level ones
 (ml_cache, recap) also need `forward(..., positions=, kv_cache=)`, which the native model offers.
 """
 

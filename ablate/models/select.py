@@ -58,15 +58,3 @@ def load_base(spec: Optional[str], bundle, device: Optional[torch.device] = None
     if device is not None:
         base = base.to(device)
     return base
-
-
-def check_method(method: str, spec: Optional[str]) -> None:
-    """Position-level methods need a base that runs only some positions against cached K/V (the native model)."""
-    from ablate import accelerators
-
-    cls = accelerators.REGISTRY.get(method)
-    if cls is not None and cls.position_level and not is_native(spec):
-        raise AblateError(
-            f"method: {method} runs only some positions against cached K/V, which the transformers adapter "
-            f"({spec}) does not offer; use vanilla, step_reduction, feature_cache, taylor or shortcut"
-        )

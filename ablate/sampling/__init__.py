@@ -1,4 +1,4 @@
-"""The MaskGIT sampler: it owns the loop; accelerators plug into each step."""
+"""The MaskGIT sampler: it owns the loop; methods plug into each step."""
 
 from ablate.sampling.sampler import MaskGITSampler, SampleOutput, SamplerConfig, StepOutput, StepState
 from ablate.sampling.schedule import full_steps, mask_schedule

@@ -1,13 +1,13 @@
-"""The MaskGIT sampling loop (PAPER.md), kept apart from the model as a diffusers scheduler is.
+"""The MaskGIT sampling loop (docs/method.md), kept apart from the model as a diffusers scheduler is.
 
 Per step i of N: logits for [cond; uncond] (from the base model on full steps, from the
-accelerator otherwise) -> CFG with weight w*i/(N-1) -> sample every masked position from
+method otherwise) -> CFG with weight w*i/(N-1) -> sample every masked position from
 softmax(logits*sm_temp) -> confidence = log p + r_temp*(1-i/(N-1))*Gumbel -> commit the top-k.
 
 All randomness comes from one generator seeded per batch and is drawn in the same shapes at every
 step whatever the method, so methods are compared on identical labels and noise. The generator is a CPU
 one whatever the device (noise is moved to the model's device), so a seed means the same noise on
-CPU and GPU; the model and accelerator calls run under autocast when `amp_dtype` is given.
+CPU and GPU; the model and method calls run under autocast when `amp_dtype` is given.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from ablate.device import Timer, autocast, model_device
 from ablate.sampling.schedule import mask_schedule
 
-if TYPE_CHECKING:  # accelerators import the schedule from this package; avoid the cycle at run time
-    from ablate.accelerators.base import Accelerator
+if TYPE_CHECKING:  # methods sit above sampling: the sampler names their type, never imports them
+    from ablate.methods.base import Method
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def _gumbel(shape, gen: torch.Generator, device=None) -> torch.Tensor:
 
 class MaskGITSampler:
     def __init__(self, model, cfg: SamplerConfig, amp_dtype: Optional[torch.dtype] = None):
-        """Runs on the model's device; amp_dtype: autocast dtype of the model/accelerator calls (None = fp32)."""
+        """Runs on the model's device; amp_dtype: autocast dtype of the model/method calls (None = fp32)."""
         self.model = model
         self.cfg = cfg
         self.counts = mask_schedule(cfg.steps, model.seq_len, cfg.schedule)
@@ -106,15 +106,13 @@ class MaskGITSampler:
         self,
         labels: torch.Tensor,
         generator: torch.Generator,
-        accelerator: Optional["Accelerator"] = None,
+        method: Optional["Method"] = None,
         hooks: Iterable[Hook] = (),
     ) -> SampleOutput:
-        from ablate.accelerators.vanilla import Vanilla
-
         model, cfg = self.model, self.cfg
-        acc = accelerator or Vanilla(cfg.steps)
-        if acc.steps != cfg.steps:
-            raise ValueError(f"accelerator built for {acc.steps} steps, sampler runs {cfg.steps}")
+        acc = method  # None: every step is a full step of the base model (vanilla)
+        if acc is not None and acc.steps != cfg.steps:
+            raise ValueError(f"method built for {acc.steps} steps, sampler runs {cfg.steps}")
         hooks = list(hooks)
         b, L = labels.shape[0], model.seq_len
         dev = self.device
@@ -123,14 +121,17 @@ class MaskGITSampler:
         order = torch.full((b, L), -1, dtype=torch.long, device=dev)
         committed_prev = torch.zeros(b, L, dtype=torch.bool, device=dev)
         branches = 2 if cfg.cfg_w != 0 else 1
-        acc.begin(model, b)
+        if acc is not None:
+            acc.begin(model, b)
         done_full = []
         for i in range(cfg.steps):
             mask = tokens == model.mask_id
             state = StepState(i, cfg.steps, tokens, labels, mask, committed_prev, model.mask_id, model.num_classes, branches)
-            state.is_full = acc.is_full(state)
+            state.is_full = acc is None or acc.is_full(state)
             with autocast(dev, self.amp_dtype):
-                if state.is_full:
+                if acc is None:
+                    logits2, feature2 = model(state.model_tokens(), state.model_labels())
+                elif state.is_full:
                     logits2, feature2 = acc.full_step(model, state)
                 else:
                     logits2, feature2 = acc.skip_step(model, state)
@@ -164,7 +165,7 @@ class MaskGITSampler:
         labels: torch.Tensor,
         seed: int,
         batch_size: int = 250,
-        accelerator: Optional["Accelerator"] = None,
+        method: Optional["Method"] = None,
         hooks: Iterable[Hook] = (),
         batch_times: Optional[list] = None,
     ) -> SampleOutput:
@@ -176,7 +177,7 @@ class MaskGITSampler:
         for j, start in enumerate(range(0, len(labels), batch_size)):
             gen = torch.Generator().manual_seed(batch_seed(seed, j))
             with Timer(self.device) as timer:  # CUDA events on a GPU, perf_counter on a CPU
-                out = self.sample(labels[start : start + batch_size], gen, accelerator, hooks)
+                out = self.sample(labels[start : start + batch_size], gen, method, hooks)
             if batch_times is not None:
                 batch_times.append((timer.seconds, len(out.tokens)))
             tokens.append(out.tokens)

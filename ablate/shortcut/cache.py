@@ -79,13 +79,9 @@ def load_or_train(base, sc_cfg: ShortcutConfig, cfg: TrainConfig, checkpoint: Op
 
     def build(folder: Path):
         traj = trajectories_for(base, cfg, log)
-        log(f"training shortcut {describe(sc_cfg)} ({cfg.steps} steps); cached after")
+        log(f"training shortcut {json.dumps(asdict(sc_cfg))} ({cfg.steps} steps); cached after")
         net, stats = train_shortcut(base, traj, sc_cfg, cfg)
         save(folder, net, {"format": training.TRAINING_FORMAT, "shortcut": asdict(sc_cfg), "train": asdict(cfg),
                            "base_hash": bh, "stats": stats})
 
     return load(store.get_or_build("shortcut", key, build, log=log), base)
-
-
-def describe(cfg: ShortcutConfig) -> str:
-    return f"d{cfg.n_block}-{'tok' if cfg.use_tokens else 'notok'}-r{cfg.bottleneck}{'' if cfg.time_embed else '-notime'}"

@@ -1,4 +1,4 @@
-"""The shortcut g: f_{t+1} = f_t + g(f_t, tokens sampled at t, mask ratio) (PAPER.md).
+"""The shortcut g: f_{t+1} = f_t + g(f_t, tokens sampled at t, mask ratio) (docs/method.md).
 
 features d -> d/r and new-token embeddings (a frozen copy of the base's token + position
 embedding) d -> d/r; n_block x {[cross-attention to the new tokens + FFN], [self-attention + FFN]},

@@ -4,6 +4,11 @@ Loss: MSE between predicted and teacher features over positions still masked aft
 in the paper), plus an optional KL through the frozen head at temperature T (scaled by T^2).
 AdamW, lr x0.1 after two thirds of the steps, EMA of the weights; `rollout` > 1 feeds the
 shortcut its own predictions for that many steps, as at sampling time.
+
+Rows of a batch sit at different steps, which commit different numbers of tokens, so each row's new tokens
+are padded to the batch's largest count with a validity mask (`pair_inputs`). Measured against one step per
+batch (interleaved, 20 rounds of 10 steps, batch 64, rollout 2, 2 CPU threads): 15.4 against 15.7 it/s, the
+same speed, and mixed batches keep every step in every gradient.
 """
 
 from __future__ import annotations
@@ -50,8 +55,7 @@ def pair_inputs(data: dict, img: torch.Tensor, s: torch.Tensor):
     positions committed at *its* step s[i], in increasing position order as the sampler hands them over;
     rows that commit fewer tokens than the batch's largest count are padded, and `valid` (b, k) marks the
     real entries (the shortcut's attention never looks at padding). Padding rather than one step per
-    batch: both train at the same speed here (measured: see the module docstring), and mixed batches keep
-    every step in every gradient.
+    batch: see the module docstring.
     """
     order = data["order"][img]  # (b, L)
     tokens = data["tokens"][img]

@@ -14,6 +14,7 @@ import json
 import os
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Optional
 
 from ablate.errors import AblateError
@@ -58,7 +59,7 @@ def _make_logger(tracker: Tracker, parent_id: str, space_hash: str, stats: dict)
             measures = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
                         and k in trial_measures(result)}
             tracker.finish_child(self.runs[trial.trial_id], measures, payload["per_step"],
-                                 base64.b64decode(payload["grid_png"]))
+                                 base64.b64decode(payload["grid_png"]), payload["description"])
             stats["trial_seconds"] += float(result.get("eval_seconds", 0.0))
             stats["finished"] += 1
             stats["results"].append((trial_dict(trial.config), measures))
@@ -83,11 +84,34 @@ def trial_measures(result: dict) -> set:
     return {k for k in result if k not in RESULT_KEYS_SKIP and not k.startswith("config/")}
 
 
-def _init_ray(address: Optional[str]):
+def plugin_paths(space: SearchSpace) -> list[str]:
+    """Folders a Ray worker needs on its path to import the space's methods defined outside the package
+    (`module:Class`): the folder above each such module's top package, as the driver found it."""
+    import importlib
+
+    from ablate import methods
+
+    names = [b.method for b in space.grid] + ([space.optuna.method] if space.optuna else [])
+    out = []
+    for name in names:
+        src = methods.source(name)
+        if src is None:
+            continue
+        module = src.split(":")[0]
+        path = Path(importlib.import_module(module).__file__).resolve()
+        root = path.parents[module.count(".")] if path.name != "__init__.py" else path.parents[module.count(".") + 1]
+        if str(root) not in out:
+            out.append(str(root))
+    return out
+
+
+def _init_ray(address: Optional[str], paths: list[str] = ()):
     import ray
 
     env = {k: os.environ[k] for k in ("ABLATE_HOME", "ABLATE_STORE", "ABLATE_PROGRESS") if k in os.environ}
     env.setdefault("ABLATE_PROGRESS", "0")
+    if paths:  # methods of the user's own modules: workers import them from where the driver found them
+        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [os.environ.get("PYTHONPATH")])])
     if ray.is_initialized():
         return
     kw = dict(runtime_env={"env_vars": env}, include_dashboard=False, configure_logging=True, logging_level="WARNING")
@@ -122,7 +146,7 @@ def _tune(space: SearchSpace, param_space: dict, logger, max_concurrent: Optiona
 
 def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri: Optional[str] = None,
               ray_address: Optional[str] = None, max_concurrent: Optional[int] = None, resume: bool = False,
-              dry_run: bool = False, report: bool = True) -> dict:
+              dry_run: bool = False) -> dict:
     seed0 = space.eval.seeds[0]
     reference = _reference_trial(space, seed0)
     trials = [asdict(t) for t in grid_trials(space)] if space.search == "grid" else []
@@ -150,7 +174,7 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
     stats = {"trial_seconds": 0.0, "finished": 0, "failed": 0, "results": []}
     t0 = time.perf_counter()
     try:
-        _init_ray(ray_address)
+        _init_ray(ray_address, plugin_paths(space))
         logger = _make_logger(tracker, parent, space_hash, stats)
         # Phase 1: the vanilla reference.
         ref_key = trial_key(reference)
@@ -184,31 +208,8 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
     tracker.end_parent(parent, FINISHED, summary)
     print(f"sweep {space.name}: {stats['finished']} finished, {stats['failed']} failed in {wall:.0f} s "
           f"(trials' own time {stats['trial_seconds']:.0f} s); MLflow: {tracker.uri} experiment {tracker.experiment!r}")
-    if report:
-        _report(tracker, parent)
-    return {"parent_run_id": parent, "experiment_id": tracker.experiment_id, **summary}
-
-
-def _report(tracker: Tracker, parent: str) -> None:
-    """The sweep's figures and tables (analysis.report), next to its MLflow store and logged to its
-    parent run. The runs are already safe in MLflow, so a failing report is printed, never raised."""
-    from ablate.tracking.mlflow_log import default_tracking_uri
-
-    out = runs_dir() / "reports" / tracker.experiment
-    again = f"python -m ablate report --experiment {tracker.experiment}"
-    if tracker.uri != default_tracking_uri():
-        again += f" --tracking-uri {tracker.uri}"
-    try:
-        from analysis.report import report
-
-        rep = report([tracker.experiment], [tracker.uri], parents=[parent], out=out)
-        for note in rep.notes:
-            print(f"report note: {note}")
-        print(f"report: {len(rep.files)} files in {out} (also under report/ in the sweep's parent run); "
-              f"into results/: {again}")
-    except Exception as e:  # noqa: BLE001 - whatever goes wrong here must not fail a finished sweep
-        first = str(e).splitlines()[0] if str(e) else ""
-        print(f"report failed ({type(e).__name__}: {first}); the sweep's runs are intact, retry with: {again}")
+    return {"parent_run_id": parent, "experiment_id": tracker.experiment_id, "experiment": tracker.experiment,
+            "tracking_uri": tracker.uri, **summary}
 
 
 def _grid(todo: list[dict]):

@@ -14,17 +14,11 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
-from ablate import accelerators
+from ablate import methods
 from ablate.data import check_dataset
 from ablate.errors import AblateError
 from ablate.evaluate import EvalConfig
-
-# Every measure a trial logs (DESIGN.md); objectives must be among them.
-MEASURES = (
-    "fid", "kid_mean", "kid_std", "precision", "recall", "class_acc", "latency_ms_per_image", "images_per_s",
-    "gflops_per_image", "speedup_wall", "speedup_flops", "ideal_speedup", "feature_mse", "feature_cos",
-    "shortcut_params", "train_seconds", "params",
-)
+from ablate.metrics.measures import MEASURES
 
 
 class _Strict(BaseModel):
@@ -78,8 +72,10 @@ class GridBlock(_Strict):
     @field_validator("method")
     @classmethod
     def _known(cls, v):
-        if v not in accelerators.REGISTRY:
-            raise ValueError(f"unknown method {v!r} (one of {', '.join(accelerators.REGISTRY)})")
+        try:
+            methods.get(v)  # a registered name, or module:Class (imported now, so it registers)
+        except AblateError as e:
+            raise ValueError(str(e).split(": ", 1)[1]) from None
         return v
 
     @model_validator(mode="after")
@@ -248,11 +244,11 @@ def grid_trials(space: SearchSpace) -> list[EvalConfig]:
 
 
 def _checked(space, field, method, steps, budget, knobs, seed) -> EvalConfig:
-    from ablate.models.select import check_method
+    from ablate.models.select import is_native
 
     try:
-        accelerators.build(method, steps=steps, budget=budget, **knobs)
-        check_method(method, space.base)
+        methods.build(method, steps=steps, budget=budget, **knobs)
+        methods.check_base_support(method, is_native(space.base), space.base)
     except AblateError as e:
         raise AblateError(f"{field}.{e}") from None
     return space.eval_config(method, steps, budget, knobs, seed)

@@ -9,7 +9,7 @@ the batch keep every code alive, which the base model's vocabulary relies on.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -158,7 +158,3 @@ def train_vqvae(images: torch.Tensor, cfg: VQVAEConfig, desc: str = "tokenizer",
             bar.set_postfix(loss=f"{loss.item():.4f}", codes=int(codes.unique().numel()))
     model.eval()
     return model.cpu()
-
-
-def config_dict(cfg: VQVAEConfig) -> dict:
-    return asdict(cfg)

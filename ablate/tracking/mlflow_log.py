@@ -97,31 +97,10 @@ def trial_key(trial: dict) -> str:
 
 
 def run_name(trial: dict) -> str:
-    """Readable: shortcut-d1-tok-N16-B4, taylor-o2-N16-B4, vanilla-N16 (-s1 for seed 1)."""
-    m, k = trial["method"], trial.get("knobs", {})
-    parts = [m]
-    if m == "shortcut":
-        parts.append(f"d{k.get('n_block', 1)}")
-        parts.append("tok" if k.get("use_tokens", True) else "notok")
-        if k.get("bottleneck", 2) != 2:
-            parts.append(f"r{k['bottleneck']}")
-        if not k.get("time_embed", True):
-            parts.append("notime")
-        from ablate.accelerators import knobs_of
+    """The trial's readable name (methods.run_name: the one formatter)."""
+    from ablate.methods import run_name as name
 
-        short = {"kl_weight": "kl", "train_steps": "ts", "rollout": "ro", "traj_images": "ti", "traj_steps": "tn"}
-        defaults = knobs_of("shortcut")
-        parts += [f"{short[n]}{k[n]:g}" for n in short if n in k and k[n] != defaults[n]]  # training variants
-    elif m == "taylor":
-        parts.append(f"o{k.get('order', 1)}")
-    else:
-        parts += [f"{a}{b}" for a, b in sorted(k.items())]
-    parts.append(f"N{trial['steps']}")
-    if trial.get("budget") is not None:
-        parts.append(f"B{trial['budget']}")
-    if trial.get("seed", 0):
-        parts.append(f"s{trial['seed']}")
-    return "-".join(str(p) for p in parts)
+    return name(trial)
 
 
 class Tracker:
@@ -188,6 +167,8 @@ class Tracker:
         return done
 
     def start_child(self, parent_id: str, trial: dict, space_hash: str) -> str:
+        from ablate import methods
+
         tags = {
             "mlflow.parentRunId": parent_id,
             "ablate.trial_key": trial_key(trial),
@@ -195,7 +176,7 @@ class Tracker:
             "ablate.space_hash": space_hash,
             "ablate.git_commit": git_commit(),
             "ablate.version": ablate.__version__,
-            "ablate.method": trial["method"],
+            "ablate.method": methods.get(trial["method"]).name,
             "ablate.role": "trial",
         }
         run = self.client.create_run(self.experiment_id, run_name=run_name(trial), tags=tags)
@@ -207,7 +188,27 @@ class Tracker:
         self._log_json(run.info.run_id, trial, "trial_config.json")
         return run.info.run_id
 
-    def finish_child(self, run_id: str, measures: dict, per_step: dict, grid_png: Optional[bytes]) -> None:
+    def describe_child(self, run_id: str, description: dict) -> None:
+        """The trial's full resolved description (evaluate.Setup.describe): every knob with its default, base
+        model and weights digest, split, full steps as params; label, colour, marker, rank and package versions
+        as tags. The report needs nothing but these, so it draws on a machine that has only this store."""
+        from mlflow.entities import Param, RunTag
+
+        have = self.client.get_run(run_id).data.params
+        d = dict(description)
+        tags = {f"ablate.{k}": str(d.pop(k)) for k in ("label", "color", "marker", "rank")}
+        tags |= {f"ablate.versions.{k}": str(v) for k, v in d.pop("versions", {}).items()}
+        d["full_steps"] = ",".join(str(x) for x in d.get("full_steps", []))
+        d.pop("seed", None)
+        params = [Param(k, str(v)) for k, v in sorted(flatten(d).items()) if k not in have]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(run_id, params=params[i : i + 100])
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def finish_child(self, run_id: str, measures: dict, per_step: dict, grid_png: Optional[bytes],
+                     description: Optional[dict] = None) -> None:
+        if description:
+            self.describe_child(run_id, description)
         self._log_metrics(run_id, measures)
         from mlflow.entities import Metric
 
@@ -250,6 +251,20 @@ class Tracker:
             path = Path(tmp) / name
             path.write_text(json.dumps(obj, indent=2, default=str))
             self.client.log_artifact(run_id, str(path))
+
+
+def log_report(rep) -> None:
+    """Log a written report's files under `report/` to the parent runs it belongs to (rep.log_targets); a store
+    that refuses artifacts is a note, never an error: the files are written."""
+    for uri, pid in rep.log_targets:
+        try:
+            client = open_client(uri)
+            for f in rep.files:  # what this report wrote, not whatever else sits in the folder
+                client.log_artifact(pid, str(f), artifact_path="report")
+            rep.logged_to.append(pid)
+        except Exception as e:  # noqa: BLE001
+            rep.notes.append(f"could not log the report to parent run {pid} ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''})")
 
 
 def plot_feature_error(per_step: dict, path: Path) -> None:

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import math
 
+from pydantic import Field
 
-from ablate.accelerators.kv_reuse import KVReuse
-from ablate.errors import AblateError
+from ablate.methods.base import Knobs
+from ablate.methods.kv_reuse import KVReuse
 from ablate.sampling.schedule import mask_schedule
 
 
 class ReCAP(KVReuse):
     name = "recap"
+    label = "ReCAP"
+    color = "#9467bd"
+    marker = "P"
+    rank = 5
 
-    def __init__(self, steps, budget=None, margin: float = 1.5):
-        if margin < 1:
-            raise AblateError(f"margin: the group must cover at least the tokens to decode (>= 1), got {margin}")
-        super().__init__(steps, budget)
-        self.margin = margin
+    class Knobs(Knobs):
+        margin: float = Field(1.5, ge=1, description="group size over the tokens the cheap steps decode (>= 1)")
+
+    def __init__(self, steps, budget=None, knobs=None):
+        super().__init__(steps, budget, knobs)
+        self.margin = self.knobs.margin
 
     def begin(self, model, batch_size):
         super().begin(model, batch_size)
@@ -44,6 +50,3 @@ class ReCAP(KVReuse):
 
     def choose(self, state):
         return self.group
-
-    def describe(self):
-        return {**super().describe(), "margin": self.margin}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from ablate.accelerators.base import Accelerator
+from ablate.methods.base import Method
 
 
-class FeatureCache(Accelerator):
+class FeatureCache(Method):
     name = "feature_cache"
+    label = "Feature caching"
+    color = "#1f77b4"
+    marker = "s"
+    rank = 2
 
     def begin(self, model, batch_size):
         self.feature = None

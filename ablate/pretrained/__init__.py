@@ -23,7 +23,7 @@ import ablate
 from ablate.data import dataset_key, load_dataset
 from ablate.errors import AblateError
 from ablate.hashing import file_digest
-from ablate.metrics.classifier import Classifier, ClassifierConfig, train_classifier
+from ablate.models.classifier import Classifier, ClassifierConfig, train_classifier
 from ablate.models.maskgit import MaskGIT, MaskGITConfig
 from ablate.models.train import BaseTrainConfig, train_maskgit
 from ablate.paths import SHIPPED_WEIGHTS, weights_dir

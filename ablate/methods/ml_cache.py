@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import math
 
+from pydantic import Field
 
-from ablate.accelerators.kv_reuse import KVReuse
-from ablate.errors import AblateError
+from ablate.methods.base import Knobs
+from ablate.methods.kv_reuse import KVReuse
 
 
 class MLCache(KVReuse):
     name = "ml_cache"
+    label = "ML-Cache"
+    color = "#2ca02c"
+    marker = "D"
+    rank = 4
 
-    def __init__(self, steps, budget=None, warmup_ratio: float = 0.3, refresh_interval: int = 5, cache_ratio: float = 0.9):
-        if not 0 <= cache_ratio <= 1:
-            raise AblateError(f"cache_ratio: must lie in [0, 1], got {cache_ratio}")
-        if not 0 <= warmup_ratio <= 1:
-            raise AblateError(f"warmup_ratio: must lie in [0, 1], got {warmup_ratio}")
-        if refresh_interval < 1:
-            raise AblateError(f"refresh_interval: must be at least 1, got {refresh_interval}")
-        super().__init__(steps, budget)
-        self.warmup_ratio, self.refresh_interval, self.cache_ratio = warmup_ratio, refresh_interval, cache_ratio
+    class Knobs(Knobs):
+        warmup_ratio: float = Field(0.3, ge=0, le=1, description="share of the first steps run in full (own schedule)")
+        refresh_interval: int = Field(5, ge=1, description="every k-th step after the warm-up is full (own schedule)")
+        cache_ratio: float = Field(0.9, ge=0, le=1, description="share of positions that keep their cached logits")
+
+    def __init__(self, steps, budget=None, knobs=None):
+        super().__init__(steps, budget, knobs)
+        k = self.knobs
+        warmup_ratio, refresh_interval, self.cache_ratio = k.warmup_ratio, k.refresh_interval, k.cache_ratio
         if budget is None:  # the method's own rule
             warm = max(1, math.ceil(warmup_ratio * steps))
             self.full = {i for i in range(steps) if i < warm or (i - warm) % refresh_interval == 0}
@@ -38,11 +43,3 @@ class MLCache(KVReuse):
         rows, L = max_logit.shape
         k = max(1, round((1 - self.cache_ratio) * L))
         return max_logit.topk(k, dim=-1, largest=False).indices
-
-    def describe(self):
-        return {
-            **super().describe(),
-            "warmup_ratio": self.warmup_ratio,
-            "refresh_interval": self.refresh_interval,
-            "cache_ratio": self.cache_ratio,
-        }

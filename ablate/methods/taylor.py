@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import math
 
-from ablate.accelerators.base import Accelerator
-from ablate.errors import AblateError
+from pydantic import Field
+
+from ablate.methods.base import Knobs, Method
 
 
-class Taylor(Accelerator):
+class Taylor(Method):
     name = "taylor"
+    label = "Taylor"
+    color = "#ff7f0e"
+    marker = "^"
+    rank = 3
 
-    def __init__(self, steps, budget=None, order: int = 1):
-        super().__init__(steps, budget)
-        if order not in (0, 1, 2):
-            raise AblateError(f"order: taylor supports order 0, 1 or 2, got {order}")
-        self.order = order
+    class Knobs(Knobs):
+        order: int = Field(1, ge=0, le=2, description="order m of the forecast (0 = feature caching)")
+
+    def __init__(self, steps, budget=None, knobs=None):
+        super().__init__(steps, budget, knobs)
+        self.order = self.knobs.order
 
     def begin(self, model, batch_size):
         self.derivs, self.t_last = [], None
@@ -39,6 +45,3 @@ class Taylor(Accelerator):
         dt = state.step - self.t_last
         feature = sum(d * (dt**i / math.factorial(i)) for i, d in enumerate(self.derivs))
         return model.head(feature), feature
-
-    def describe(self):
-        return {**super().describe(), "order": self.order}

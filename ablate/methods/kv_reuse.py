@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from ablate.accelerators.base import Accelerator
+from ablate.methods.base import Method
 
 
-class KVReuse(Accelerator):
-    name = "kv_reuse"
+class KVReuse(Method):
+    """Not a method of its own (no `name`): the cheap step of ml_cache and recap."""
+
     position_level = True
 
     def begin(self, model, batch_size):

@@ -1,0 +1,94 @@
+"""shortcut: MIGM-Shortcut. Full steps run the base model; the others move the last feature with the
+learned shortcut, conditioned on the tokens sampled at the previous step and the mask ratio.
+
+Knobs: `ShortcutMethod.Knobs` (architecture and training, each with its help). Without `checkpoint`, the
+shortcut for these knobs is taken from the store, trained there first when missing.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import Field, model_validator
+
+from ablate.errors import AblateError
+from ablate.methods.base import Knobs, Method
+from ablate.shortcut.model import ShortcutConfig
+from ablate.shortcut.train import TrainConfig
+from ablate.shortcut.trajectories import TrajectoryConfig
+
+
+class ShortcutMethod(Method):
+    name = "shortcut"
+    label = "MIGM-Shortcut"
+    color = "#d62728"
+    marker = "o"
+    rank = 6
+    learned = True
+
+    class Knobs(Knobs):
+        n_block: int = Field(1, ge=0, le=4, description="attention blocks (0: a pooled token summary, no attention)")
+        use_tokens: bool = Field(True, description="condition on the tokens sampled at the previous step")
+        bottleneck: int = Field(2, ge=1, description="width ratio r: the shortcut works at width d/r")
+        time_embed: bool = Field(True, description="scale/shift from the mask ratio")
+        train_steps: int = Field(2000, ge=1, description="optimiser steps of its training")
+        rollout: int = Field(2, ge=1, description="steps the shortcut is chained on its own predictions in training")
+        kl_weight: float = Field(3.0, ge=0, description="weight of the KL through the frozen head (0: MSE only)")
+        traj_images: int = Field(1200, ge=1, description="teacher trajectories it learns from")
+        traj_steps: int = Field(16, ge=2, description="N_train: steps of the teacher trajectories")
+        checkpoint: Optional[str] = Field(None, description="a trained shortcut's folder (default: the store's)")
+
+        @model_validator(mode="after")
+        def _rollout_fits(self):
+            if self.rollout >= self.traj_steps:
+                raise ValueError(f"rollout: must lie in 1..traj_steps-1, got {self.rollout}")
+            return self
+
+    def __init__(self, steps, budget=None, knobs=None):
+        super().__init__(steps, budget, knobs)
+        k = self.knobs
+        self.sc_cfg = ShortcutConfig(n_block=k.n_block, use_tokens=k.use_tokens, bottleneck=k.bottleneck,
+                                     time_embed=k.time_embed)
+        self.train_cfg = TrainConfig(
+            steps=k.train_steps,
+            rollout=k.rollout,
+            kl_weight=k.kl_weight,
+            trajectories=TrajectoryConfig(n_images=k.traj_images, steps=k.traj_steps),
+        )
+        self.checkpoint = k.checkpoint
+        self.net = None
+        self.meta: dict = {}
+
+    def prepare(self, model, log=print) -> None:
+        """Load (or train) the shortcut for this base model; begin() does it on first use."""
+        if self.net is None:
+            from ablate.models.protocol import token_table
+            from ablate.shortcut.cache import load_or_train
+
+            width = token_table(model).shape[1]
+            if width != model.dim:
+                raise AblateError(f"method: shortcut embeds new tokens with the base's token embedding, whose width "
+                                  f"({width}) must equal the feature width ({model.dim})")
+
+            self.net, self.meta = load_or_train(model, self.sc_cfg, self.train_cfg, self.checkpoint, log=log)
+
+    def begin(self, model, batch_size):
+        self.prepare(model)
+        self.feature = None
+
+    def observe(self, state, logits, feature):
+        self.feature = feature
+
+    def skip_step(self, model, state):
+        # Every row commits the schedule's count at a step, so row 0's count is every row's (training pads
+        # rows of different steps instead: shortcut/train.py's pair_inputs).
+        k = int(state.committed_prev[0].sum())
+        pos = state.committed_prev.float().argsort(dim=1, descending=True, stable=True)[:, :k]
+        tokens = state.tokens.gather(1, pos)
+        ratio = state.mask.float().mean(1)
+        r = state.branches
+        self.feature = self.net(self.feature, tokens.repeat(r, 1), pos.repeat(r, 1), ratio.repeat(r))
+        return model.head(self.feature), self.feature
+
+    def num_params(self) -> int:
+        return self.net.num_params() if self.net is not None else 0

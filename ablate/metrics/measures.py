@@ -1,0 +1,42 @@
+"""Every measure a trial logs, once: its name (the MLflow metric and table key), label, unit, which direction
+is better, printed digits and short table header. Search-space objectives, figures and tables read this.
+
+Plain Python (no torch), so the report can import it on a machine that has only the MLflow store.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Measure(NamedTuple):
+    label: str
+    unit: str
+    better: str  # "min" or "max"
+    digits: int
+    short: str
+
+
+MEASURES: dict[str, Measure] = {
+    "fid": Measure("FID", "", "min", 2, "FID"),
+    "kid_mean": Measure("KID", "", "min", 2, "KID"),
+    "kid_std": Measure("KID std", "", "min", 3, "KID std"),
+    "precision": Measure("Precision", "", "max", 3, "Prec."),
+    "recall": Measure("Recall", "", "max", 3, "Rec."),
+    "class_acc": Measure("Class acc.", "", "max", 3, "Acc."),
+    "latency_ms_per_image": Measure("Latency", "ms/image", "min", 1, "ms/img"),
+    "images_per_s": Measure("Throughput", "images/s", "max", 1, "img/s"),
+    "gflops_per_image": Measure("GFLOPs", "per image", "min", 3, "GFLOPs"),
+    "speedup_wall": Measure("Speedup (wall clock)", "×", "max", 2, "× wall"),
+    "speedup_flops": Measure("Speedup (FLOPs)", "×", "max", 2, "× FLOPs"),
+    "ideal_speedup": Measure("Ideal speedup", "×", "max", 2, "× ideal"),
+    "feature_mse": Measure("Feature MSE", "", "min", 4, "feat. MSE"),
+    "feature_cos": Measure("Feature cosine", "", "max", 3, "feat. cos"),
+    "params": Measure("Params", "", "min", 0, "params"),
+    "shortcut_params": Measure("Shortcut params", "", "min", 0, "params"),
+    "train_seconds": Measure("Train time", "s", "min", 0, "train s"),
+}
+
+
+def mode(measure: str) -> str:
+    return MEASURES[measure].better if measure in MEASURES else "min"
