@@ -53,7 +53,7 @@ def _eval_config(args, **over):
     fields = dict(knobs=parse_knobs(args.knob), dataset=args.dataset, method=args.method, steps=args.steps,
                   budget=args.budget, seed=args.seed, batch_size=args.batch_size, cfg_w=args.cfg_w,
                   r_temp=args.r_temp, sm_temp=args.sm_temp, base=args.base, device=args.device,
-                  precision=args.precision)
+                  amp=args.amp)
     return EvalConfig(**(fields | over))
 
 
@@ -211,14 +211,14 @@ def _sampling_args(s: argparse.ArgumentParser) -> None:
     _device_args(s)
 
 
-def _device_args(s: argparse.ArgumentParser, precision: bool = True) -> None:
+def _device_args(s: argparse.ArgumentParser, amp: bool = True) -> None:
     """Base model and device options shared by the commands that run the base model."""
     s.add_argument("--base", default=None, metavar="native|hf:PATH",
                    help="base model: the dataset's native MaskGIT (default) or a local transformers masked-LM folder "
                         "(hf:PATH, or hf:NAME under ablate/weights/, e.g. hf:mnist-bert)")
     s.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (cuda when available; default)")
-    if precision:
-        s.add_argument("--precision", default="auto",
+    if amp:
+        s.add_argument("--amp", default="auto",
                        help="autocast of the base model on a GPU: auto (bf16, else fp16) | fp32 | bf16 | fp16")
 
 
@@ -227,7 +227,7 @@ def cmd_eval(args) -> int:
 
     from ablate.evaluate import evaluate, format_table
 
-    cfg = _eval_config(args, n_samples=args.n_samples, extractor=args.extractor)
+    cfg = _eval_config(args, n_samples=args.n_samples, extractor=args.extractor, reference=args.reference)
     result = evaluate(cfg, save_samples=Path(args.save_samples) if args.save_samples else None)
     print(format_table(result))
     if args.json:
@@ -275,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(s)
     s.add_argument("--n-samples", type=int, default=1000, help="samples to generate and measure")
     s.add_argument("--extractor", default="classifier", help="FID features: classifier (fast) | inception")
+    s.add_argument("--reference", default="held_out",
+                   help="FID's real images: held_out (default; never seen in training) | train")
     s.add_argument("--json", default=None, help="write every measure to this JSON file")
     s.add_argument("--save-samples", default=None, metavar="DIR", help="also write the samples as PNG files")
     s.set_defaults(func=cmd_eval)
@@ -285,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="shortcut knobs: n_block, use_tokens, bottleneck, time_embed, train_steps, rollout, "
                         "kl_weight, traj_images (repeatable)")
-    _device_args(s, precision=False)
+    _device_args(s, amp=False)
     s.set_defaults(func=cmd_train_shortcut)
 
     s = sub.add_parser("train-mlm", help="train a small BERT masked LM on a dataset's tokens (a transformers base)")

@@ -52,7 +52,7 @@ def resolve_device(spec: "str | torch.device | None" = "auto") -> torch.device:
 
 def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
-        raise AblateError(f"precision: unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise AblateError(f"amp: unknown autocast {precision!r}; choose one of {', '.join(PRECISIONS)}")
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto", model=None) -> Optional[torch.dtype]:
@@ -63,7 +63,7 @@ def autocast_dtype(device: torch.device, precision: str = "auto", model=None) ->
         return None
     if device.type != "cuda":
         if precision != "auto":
-            raise AblateError(f"precision: {precision} autocast runs on a GPU only (--device cuda); use auto or fp32")
+            raise AblateError(f"amp: {precision} autocast runs on a GPU only (--device cuda); use auto or fp32")
         return None
     if precision == "auto":
         if model is not None and not getattr(model, "autocast_ok", True):

@@ -27,6 +27,10 @@ from ablate.sampling import MaskGITSampler, SamplerConfig
 from ablate.sampling.sampler import balanced_labels, batch_seed
 
 
+REFERENCES = ("held_out", "train")
+PREFIXES = (500, 1000)  # smaller sample counts scored from the first images of the same run
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     dataset: str = "mnist"
@@ -37,6 +41,7 @@ class EvalConfig:
     n_samples: int = 1000
     seed: int = 0
     extractor: str = "classifier"
+    reference: str = "held_out"  # FID's real images: held_out (never seen by the base or the classifier) | train
     batch_size: int = 250
     cfg_w: float = 1.0
     r_temp: float = 7.0
@@ -45,19 +50,21 @@ class EvalConfig:
     feature_error_images: int = 32
     base: Optional[str] = None  # None/"native": the dataset's MaskGIT; "hf:PATH": a transformers masked LM
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    precision: str = "auto"  # autocast on GPUs: auto (bf16, else fp16) | fp32 | bf16 | fp16; CPU runs fp32
+    amp: str = "auto"  # autocast on GPUs (not the precision measure): auto (bf16, else fp16) | fp32 | bf16 | fp16; CPU runs fp32
 
 
 def validate(cfg: EvalConfig) -> None:
     """Cheap checks first, so bad input fails before anything is loaded or computed."""
     check_dataset(cfg.dataset)
     quality.check_extractor(cfg.extractor)
+    if cfg.reference not in REFERENCES:
+        raise AblateError(f"reference: must be one of {', '.join(REFERENCES)}, got {cfg.reference!r}")
     if cfg.n_samples < 2:
         raise AblateError(f"n_samples: need at least 2 samples for FID/KID, got {cfg.n_samples}")
     if cfg.batch_size < 1:
         raise AblateError(f"batch_size: must be at least 1, got {cfg.batch_size}")
     check_device(cfg.device)
-    check_precision(cfg.precision)
+    check_precision(cfg.amp)
     methods.check_base_support(cfg.method, is_native(cfg.base), cfg.base)
     methods.build(cfg.method, steps=cfg.steps, budget=cfg.budget, **cfg.knobs)  # bad knobs fail here, first
 
@@ -100,8 +107,9 @@ class Setup:
         return {
             **self.method.describe(),
             "base_id": base_id, "base_digest": digest,
-            "dataset": self.cfg.dataset, "reference_split": f"train (held_out={man['config']['held_out']}, "
-                                                             f"seed={man['config']['seed']})",
+            "dataset": self.cfg.dataset,
+            "reference_split": f"{self.cfg.reference} (held-out share {man['config']['held_out']}, "
+                               f"split seed {man['config']['seed']})",
             "seed": self.cfg.seed,
             "versions": _versions(),
         }
@@ -115,7 +123,7 @@ def setup(cfg: EvalConfig, prepare: bool = True, log=print) -> Setup:
     method = methods.build(cfg.method, steps=cfg.steps, budget=cfg.budget, **cfg.knobs)
     bundle = pretrained.load(cfg.dataset)
     base = load_base(cfg.base, bundle, dev)  # the tokenizer and classifier stay on the CPU
-    amp = autocast_dtype(dev, cfg.precision, base)
+    amp = autocast_dtype(dev, cfg.amp, base)
     sampler = MaskGITSampler(base, SamplerConfig(method.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp), amp_dtype=amp)
     if prepare:
         method.prepare(base, log=log)
@@ -152,12 +160,8 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
     flops = cost.count_flops(
         sampler, labels[: cfg.flops_images], torch.Generator().manual_seed(batch_seed(cfg.seed, 0)), acc
     )
-    man = bundle.manifest["config"]
-    reference = load_dataset(cfg.dataset).split(man["held_out"], seed=man["seed"])[0]
-    tag = f"{dataset_key(cfg.dataset)}-train-s{man['seed']}-h{man['held_out']}"
     t_q = time.perf_counter()
-    measures = quality.quality(images, reference.images, bundle, cfg.extractor, tag, device=dev)
-    measures["class_acc"] = quality.class_accuracy(images, labels, bundle)
+    measures = quality_measures(st, images, out.tokens.cpu())
     quality_s = time.perf_counter() - t_q
 
     per_step = feature_error(st.vanilla_sampler(), labels[: cfg.feature_error_images], batch_seed(cfg.seed, 0), acc)
@@ -188,13 +192,74 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
         "description": st.describe(),
         "full_steps": out.full_steps,
         "device": describe(dev),
-        "precision": str(st.amp).removeprefix("torch.") if st.amp is not None else "float32",
+        "amp": str(st.amp).removeprefix("torch.") if st.amp is not None else "float32",
         "measures": measures,
         "per_step": per_step,
     }
     if keep_images:
         result["images"], result["labels"] = images, labels
     return result
+
+
+def quality_measures(st: Setup, images: torch.Tensor, tokens: torch.Tensor) -> dict:
+    """Every quality measure of one run's images, from one feature extraction of them:
+    - fid, kid_mean, kid_std, precision, recall against the chosen reference split, and fid/kid_mean against
+      each split by name (`fid_held_out`, `fid_train`);
+    - the same at smaller sample counts, from the first 500 / 1,000 images (`fid_n500`, ...);
+    - the real-vs-real floor: as many real images of the other split, scored against the reference
+      (`floor_fid`, ...): what a perfect generator would get at this sample count;
+    - class accuracy, and paired fidelity to the unaccelerated run of the same seeds and labels (token
+      agreement, PSNR, SSIM, paired feature distance), except for methods that run another number of steps
+      (step reduction consumes other noise: distribution measures only)."""
+    cfg, bundle, dev = st.cfg, st.bundle, st.device
+    man = bundle.manifest["config"]
+    train, held = load_dataset(cfg.dataset).split(man["held_out"], seed=man["seed"])
+    splits = {"held_out": held, "train": train}
+    ref = splits[cfg.reference]
+    other = splits["train" if cfg.reference == "held_out" else "held_out"]
+    feats = quality.features(images, bundle, cfg.extractor, dev)
+    ref_feats = {name: quality.reference_features(s.images, bundle, cfg.extractor, dev) for name, s in splits.items()}
+    m = quality.score(feats, ref_feats[cfg.reference])
+    for name in splits:
+        m |= {f"{k}_{name}": v for k, v in quality.score(feats, ref_feats[name], prc=False).items() if k != "kid_std"}
+    for n in PREFIXES:
+        if n < len(images):
+            m |= {f"{k}_n{n}": v for k, v in quality.score(feats[:n], ref_feats[cfg.reference], prc=False).items()
+                  if k != "kid_std"}
+    pick = torch.randperm(len(other), generator=torch.Generator().manual_seed(0))[: len(images)]
+    floor = quality.reference_features(other.images[pick], bundle, cfg.extractor, dev)
+    m |= {f"floor_{k}": v for k, v in quality.score(floor, ref_feats[cfg.reference]).items() if k != "kid_std"}
+    m["class_acc"] = quality.class_accuracy(images, st.labels, bundle)
+    if st.method.steps == st.method.nominal_steps:
+        van_tokens = vanilla_tokens(st, tokens if st.method.name == "vanilla" else None)
+        van_images = bundle.decode(van_tokens)
+        van_feats = feats if st.method.name == "vanilla" else quality.features(van_images, bundle, cfg.extractor, dev)
+        m |= quality.paired(images, van_images, feats, van_feats, tokens, van_tokens)
+    return m
+
+
+def vanilla_tokens(st: Setup, own: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The unaccelerated run's tokens for this trial's seed, labels, sample count and batches: a store entry made
+    once (by the vanilla trial itself, from its own samples, when it runs first; else sampled here, untimed)."""
+    from safetensors.torch import load_file, save_file
+
+    from ablate import store
+    from ablate.shortcut.cache import base_hash
+
+    c = st.cfg
+    key = {"base": base_hash(st.base), "dataset": c.dataset, "steps": st.method.nominal_steps, "cfg_w": c.cfg_w,
+           "r_temp": c.r_temp, "sm_temp": c.sm_temp, "seed": c.seed, "n_samples": c.n_samples,
+           "batch_size": c.batch_size, "device": st.device.type, "amp": str(st.amp)}
+
+    def build(folder: Path):
+        tokens = own
+        if tokens is None:
+            print(f"sampling the unaccelerated run of seed {c.seed} ({c.n_samples} images) for paired measures; "
+                  "cached after")
+            tokens = st.vanilla_sampler().generate(st.labels, c.seed, c.batch_size).tokens.cpu()
+        save_file({"tokens": tokens.contiguous()}, str(folder / "tokens.safetensors"))
+
+    return load_file(str(store.get_or_build("vanilla_samples", key, build) / "tokens.safetensors"))["tokens"]
 
 
 def _mean(xs: list[float]) -> float:
@@ -205,6 +270,6 @@ def format_table(result: dict) -> str:
     rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in result["measures"].items()]
     width = max(len(k) for k, _ in rows)
     c = result["config"]
-    where = ", ".join(x for x in (c["extractor"], result.get("device"), result.get("precision"), c.get("base")) if x)
+    where = ", ".join(x for x in (c["extractor"], result.get("device"), result.get("amp"), c.get("base")) if x)
     head = f"{c['method']} N={c['steps']} B={c['budget'] or c['steps']} n={c['n_samples']} seed={c['seed']} ({where})"
     return "\n".join([head] + [f"  {k:<{width}}  {v}" for k, v in rows])

@@ -21,6 +21,7 @@ from ablate.errors import AblateError  # noqa: E402
 from analysis import labels as L  # noqa: E402
 from analysis.pareto import pareto_front  # noqa: E402
 from analysis.runs import missing_note, require  # noqa: E402
+from analysis.stats import half_width  # noqa: E402
 
 STYLE = {
     "font.size": 9, "axes.labelsize": 9, "axes.titlesize": 9.5, "legend.fontsize": 7.5, "xtick.labelsize": 8,
@@ -42,13 +43,14 @@ def save(fig, out: Path, stem: str) -> list[Path]:
 
 
 def aggregate(df: pd.DataFrame, measures: list[str], by: list[str]) -> pd.DataFrame:
-    """Mean and std (over seeds) of `measures` per group; `n` counts the seeds."""
+    """Mean, std and 95% interval half-width (over seeds) of `measures` per group; `n` counts the seeds."""
     g = df.groupby(by, dropna=False, sort=False)
     out = g[measures].mean()
     std = g[measures].std(ddof=1).add_suffix("_std")
+    ci = g[measures].agg(half_width).add_suffix("_ci")
     first = g[[c for c in ("method", "label", "series", "method_rank", "color", "marker", "N", "source") if c in df]].first()
     first = first.drop(columns=[c for c in by if c in first.columns])
-    return pd.concat([out, std, first, g.size().rename("n")], axis=1).reset_index()
+    return pd.concat([out, std, ci, first, g.size().rename("n")], axis=1).reset_index()
 
 
 def _speed_axis(ax, values: np.ndarray) -> None:
@@ -131,7 +133,8 @@ def _quality_label(quality: str, data: pd.DataFrame) -> str:
 
 
 def _err(g: pd.DataFrame, col: str):
-    e = g.get(f"{col}_std")
+    """Error bars: the 95% interval over seeds (none for a single seed)."""
+    e = g.get(f"{col}_ci")
     return None if e is None or e.isna().all() else e.fillna(0).to_numpy()
 
 
@@ -327,7 +330,7 @@ def ablations(df: pd.DataFrame, out: Path, speed: str = "speedup_flops", quality
             fig.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
                        ncol=len(handles), title="full steps (budget) of N = "
                        + "/".join(str(int(n)) for n in sorted({n for g in groups.values() for n in g["N"].dropna()})))
-        fig.suptitle("Ablations, one knob at a time (other knobs at their most common value; bars: spread over seeds)")
+        fig.suptitle("Ablations, one knob at a time (other knobs at their most common value; bars: 95% intervals over seeds)")
         fig.tight_layout()
         return save(fig, out, "ablations")
 

@@ -113,7 +113,7 @@ def _row(run, uri: str, exp, with_steps: bool, client) -> dict:
         "run_name": run.info.run_name, "start_time": run.info.start_time, "method": method,
         "N": n, "B": b if b is not None else math.nan, "seed": params.get("seed", 0),
         "trial_key": run.data.tags.get("ablate.trial_key", run.info.run_id),
-        **{k: params.get(k) for k in ("dataset", "extractor", "n_samples", "base", "device", "precision")},
+        **{k: params.get(k) for k in ("dataset", "extractor", "reference", "n_samples", "base", "device", "amp")},
     }
     row.update(label=tags.get("ablate.label", method), color=tags.get("ablate.color"), marker=tags.get("ablate.marker"),
                rank=float(tags.get("ablate.rank", 100)),

@@ -1,7 +1,7 @@
-"""Markdown and LaTeX (booktabs) tables: mean ± spread over seeds, best value per column marked.
-
-"Best" is decided on the printed (rounded) values, so ties are all marked, and only among the
-accelerated methods at the same budget: vanilla is the reference row, not a competitor.
+"""Markdown and LaTeX (booktabs) tables: mean ± half-width of a 95% interval over seeds, and the number of
+seeds; a value is bold only when it is significantly best in its column (analysis/stats.py: better than
+every other row under a seed-paired t-test at 5%), and only among the accelerated methods at the same budget:
+vanilla is the reference row, not a competitor. One seed gives no interval and no bold.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import pandas as pd
 from analysis import labels as L
 from analysis.figures import panel_title, ablation_groups, aggregate
 from analysis.pareto import hypervolume_2d, pareto_front
+from analysis.stats import half_width, significantly_best
 
 SUMMARY = ["fid", "kid_mean", "precision", "recall", "class_acc", "latency_ms_per_image", "gflops_per_image",
-           "speedup_wall", "speedup_flops", "feature_cos"]
+           "speedup_wall", "speedup_flops", "feature_cos", "token_agreement", "psnr", "ssim"]
+FLOOR = {"fid": "floor_fid", "kid_mean": "floor_kid_mean", "precision": "floor_precision", "recall": "floor_recall"}
 DIGITS = {k: m.digits for k, m in L.MEASURES.items()}
 SHORT = {k: m.short for k, m in L.MEASURES.items()}
 PAIRS = [("fid", "speedup_wall"), ("fid", "speedup_flops"), ("class_acc", "latency_ms_per_image")]
@@ -69,26 +71,30 @@ def _tex(s: str) -> str:
     return s
 
 
-def _fmt(mean: float, std: float, n: int, digits: int) -> str:
+def _fmt(mean: float, ci: float, n: int, digits: int) -> str:
     if pd.isna(mean):
         return "–"
     text = f"{mean:,.{digits}f}"
-    return f"{text} ± {std:.{digits}f}" if n > 1 and pd.notna(std) else text
+    return f"{text} ± {ci:.{digits}f}" if n > 1 and pd.notna(ci) else text
 
 
 def _head(m: str) -> str:
     return f"{SHORT.get(m, m)} {'↓' if L.mode(m) == 'min' else '↑'}"
 
 
-def _best_flags(block: pd.DataFrame, cols: Sequence[str], eligible: pd.Series) -> dict[str, pd.Series]:
+def _best_flags(block: pd.DataFrame, cols: Sequence[str], raw: pd.DataFrame, by: Sequence[str]) -> dict[str, pd.Series]:
+    """Per column, the row (of the aggregated `block`) that is significantly best over the seeds of `raw`."""
     flags = {}
     for c in cols:
-        v = block[c].round(DIGITS.get(c, 3)).where(eligible)
-        if v.notna().sum() < 2 or v.nunique() < 2:  # nothing to compare, or all equal: no winner
-            flags[c] = pd.Series(False, index=block.index)
-            continue
-        best = v.min() if L.mode(c) == "min" else v.max()
-        flags[c] = v == best
+        per_seed = {}
+        for i, r in block.iterrows():
+            sel = np.ones(len(raw), dtype=bool)
+            for k in by:
+                sel &= (raw[k] == r[k]).to_numpy() | (raw[k].isna() & pd.isna(r[k])).to_numpy()
+            rows = raw[sel].dropna(subset=[c])
+            per_seed[i] = dict(zip(rows["seed"], rows[c]))
+        best = significantly_best(per_seed, L.mode(c))
+        flags[c] = pd.Series([i == best for i in block.index], index=block.index)
     return flags
 
 
@@ -100,22 +106,39 @@ def summary(df: pd.DataFrame, measures: Sequence[str] = SUMMARY) -> Table:
     multi_seed = (agg["n"] > 1).any()
     t = Table(["Method", "B"] + [_head(m) for m in cols] + (["seeds"] if multi_seed else []),
               "lr" + "r" * len(cols) + ("r" if multi_seed else ""),
-              "Mean ± std over seeds where several ran. Best value per column among the accelerated methods at "
-              "the same budget B (full steps of N) in bold; vanilla is the reference. Speedups are against the "
-              "sweep's vanilla run at N. – : not measured (step reduction has no per-step counterpart).")
+              "Mean ± half-width of the 95% interval over seeds where several ran. Bold: significantly best in its "
+              "column among the accelerated methods at the same budget B (full steps of N), by a seed-paired "
+              "t-test at 5% against every other; no bold with one seed. Vanilla is the reference. Speedups are "
+              "against the sweep's vanilla run at N. – : not measured (step reduction has no per-step or "
+              "paired counterpart).")
     ref = agg[agg["method"] == "vanilla"].sort_values("B", ascending=False)
-    t.add_group([_row(r, cols, {}, multi_seed) for _, r in ref.iterrows()])
+    t.add_group([_row(r, cols, {}, multi_seed) for _, r in ref.iterrows()] + _floor_rows(df, cols, multi_seed))
     rest = agg[agg["method"] != "vanilla"]
     for b, block in rest.groupby("B", dropna=False, sort=True):
-        flags = _best_flags(block, cols, pd.Series(True, index=block.index))
+        flags = _best_flags(block, cols, df, ["source", "variant", "B"])
         t.add_group([_row(r, cols, {c: flags[c][i] for c in cols}, multi_seed) for i, r in block.iterrows()])
     return t
+
+
+def _floor_rows(df: pd.DataFrame, cols: Sequence[str], multi_seed: bool) -> list:
+    """Real vs real: as many real images of the other split as the runs sampled, scored against the reference
+    like the samples (logged by every trial; read from the vanilla runs): the best any generator can do."""
+    have = [m for m in FLOOR.values() if m in df and df[m].notna().any()]
+    van = df[df["method"] == "vanilla"].dropna(subset=have[:1]) if have else df.iloc[0:0]
+    if van.empty:
+        return []
+    vals = {c: van[FLOOR[c]] if FLOOR.get(c) in van else pd.Series(dtype=float) for c in cols}
+    n = len(van)
+    row = [("Real images (floor)", False), ("–", False)]
+    row += [(_fmt(v.mean(), half_width(v), n, DIGITS.get(c, 3)) if len(v.dropna()) else "", False)
+            for c, v in vals.items()]
+    return [row + ([(str(n), False)] if multi_seed else [])]
 
 
 def _row(r, cols, flags, multi_seed) -> list[tuple[str, bool]]:
     b = "–" if pd.isna(r["B"]) else f"{r['B']:g}"
     row = [(r["series"], False), (b, False)]
-    row += [(_fmt(r[c], r.get(f"{c}_std"), int(r["n"]), DIGITS.get(c, 3)), bool(flags.get(c, False))) for c in cols]
+    row += [(_fmt(r[c], r.get(f"{c}_ci"), int(r["n"]), DIGITS.get(c, 3)), bool(flags.get(c, False))) for c in cols]
     return row + ([(str(int(r["n"])), False)] if multi_seed else [])
 
 
@@ -143,6 +166,7 @@ def pareto(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS, refs: Opt
                 notes.append(f"pareto table: no finished run has both {p[0]} and {p[1]}; that pair is left out")
     series = list(dict.fromkeys(df.sort_values(["method_rank", "variant", "source"])["series"]))
     hv = {s: {} for s in series + ["all methods"]}
+    hv_seeds = {s: {} for s in series + ["all methods"]}  # the same hypervolume on each seed's points alone
     fronts, used = {}, {}
     for q, s in pairs:
         agg = aggregate(df.dropna(subset=[q, s]), [q, s], ["source", "variant", "B"])
@@ -153,25 +177,39 @@ def pareto(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS, refs: Opt
             pts = agg.loc[agg["series"] == name, [q, s]].to_numpy()
             hv[name][(q, s)] = hypervolume_2d(pts, ref, modes) if len(pts) else np.nan
         hv["all methods"][(q, s)] = hypervolume_2d(agg[[q, s]].to_numpy(), ref, modes)
+        for seed, g in df.dropna(subset=[q, s]).groupby("seed"):
+            a = aggregate(g, [q, s], ["source", "variant", "B"])
+            for name in series:
+                pts = a.loc[a["series"] == name, [q, s]].to_numpy()
+                if len(pts):
+                    hv_seeds[name].setdefault((q, s), []).append(hypervolume_2d(pts, ref, modes))
+            hv_seeds["all methods"].setdefault((q, s), []).append(hypervolume_2d(a[[q, s]].to_numpy(), ref, modes))
         front = agg.iloc[pareto_front(agg[[q, s]].to_numpy(), modes)]
         fronts[(q, s)] = [f"{r['series']} B={r['B']:g}" if pd.notna(r["B"]) else r["series"]
                           for _, r in front.sort_values(s).iterrows()]
     header = ["Method"] + [f"HV {pair_name(q, s)} ↑" for q, s in pairs]
     t = Table(header, "l" + "r" * len(pairs),
               "Hypervolume (area dominated; larger is better) of each method's points (seed means per budget) "
-              "and of all points together. Best method per column in bold.",
+              "and of all points together; ± the half-width of the 95% interval of the same hypervolume computed "
+              "on each seed's points alone, where several seeds ran. Best method per column in bold (rounded "
+              "value; see the summary table's tests for significance).",
               notes=[f"Reference point for {pair_name(q, s)}: {q} = {used[(q, s)][0]:.4g}, {s} = "
                      f"{used[(q, s)][1]:.4g}" for q, s in pairs]
               + [f"Overall front, {pair_name(q, s)}: " + ", ".join(fronts[(q, s)]) for q, s in pairs])
-    rows = [[(name, False)] + [(_hv(hv[name][p]), False) for p in pairs] for name in series]
+    def cell(name, p):
+        per = hv_seeds[name].get(p, [])
+        return _hv(hv[name][p]) + (f" ± {half_width(per):.3g}" if len(per) > 1 else "")
+
+    rows = [[(name, False)] + [(cell(name, p), False) for p in pairs] for name in series]
     for j, p in enumerate(pairs, start=1):
         vals = [hv[name][p] for name in series]
         best = np.nanmax(vals) if np.isfinite(vals).any() else np.nan
         for row, v in zip(rows, vals):
             row[j] = (row[j][0], bool(np.isfinite(v) and v > 0 and _hv(v) == _hv(best)))
     t.add_group(rows)
-    t.add_group([[("all methods", False)] + [(_hv(hv["all methods"][p]), False) for p in pairs]])
+    t.add_group([[("all methods", False)] + [(cell("all methods", p), False) for p in pairs]])
     return t, {"hypervolume": {k: {f"{q}|{s}": v for (q, s), v in d.items()} for k, d in hv.items()},
+               "hypervolume_per_seed": {k: {f"{q}|{s}": v for (q, s), v in d.items()} for k, d in hv_seeds.items()},
                "front": {f"{q}|{s}": v for (q, s), v in fronts.items()},
                "reference": {f"{q}|{s}": list(r) for (q, s), r in used.items()}}
 
@@ -193,8 +231,8 @@ def ablation(df: pd.DataFrame, measures: Sequence[str] = ("fid", "speedup_flops"
     multi = df["seed"].nunique() > 1
     t = Table(["Knob", "Setting", "B"] + [_head(m) for m in cols] + (["seeds"] if multi else []),
               "llr" + "r" * len(cols) + ("r" if multi else ""),
-              "Ablations, one knob at a time with the others at their most common value. Mean ± std "
-              "over seeds; best per knob and budget in bold.")
+              "Ablations, one knob at a time with the others at their most common value. Mean ± half-width of "
+              "the 95% interval over seeds; bold: significantly best per knob and budget (seed-paired t-test, 5%).")
     for (method, knob), g in groups.items():
         title = panel_title(df, method, knob)
         if g.empty or g[knob].astype(str).nunique() < 2:
@@ -204,10 +242,10 @@ def ablation(df: pd.DataFrame, measures: Sequence[str] = ("fid", "speedup_flops"
         for b, block in agg.groupby("B", sort=True):
             if len(block) < 2:  # a budget with one setting compares nothing
                 continue
-            flags = _best_flags(block, cols, pd.Series(True, index=block.index))
+            flags = _best_flags(block, cols, g, ["B", knob])
             for i, r in block.iterrows():
                 rows.append([(title, False), (L.knob_text(knob, r[knob]), False), (f"{b:g}", False)]
-                            + [(_fmt(r[c], r.get(f"{c}_std"), int(r["n"]), DIGITS.get(c, 3)), bool(flags[c][i]))
+                            + [(_fmt(r[c], r.get(f"{c}_ci"), int(r["n"]), DIGITS.get(c, 3)), bool(flags[c][i]))
                                for c in cols] + ([(str(int(r["n"])), False)] if multi else []))
         t.add_group(rows)
     return t if t.groups else None

@@ -81,7 +81,7 @@ def time_interleaved(runs: dict, labels, rounds: int, device) -> dict:
 
 def measure(name: str, steps_list, args, device) -> list[dict]:
     base = build_base(name, args.depth, device)
-    amp = autocast_dtype(device, args.precision, base)
+    amp = autocast_dtype(device, args.amp, base)
     labels = balanced_labels(args.batch_size, base.num_classes)
     rows = []
     for n in steps_list:
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=2, help="images per timed batch (x2 rows with CFG)")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds per method (after one warm-up)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
-    p.add_argument("--precision", default="auto", help="autocast on a GPU: auto | fp32 | bf16 | fp16")
+    p.add_argument("--amp", default="auto", help="autocast on a GPU: auto | fp32 | bf16 | fp16")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--sweep-space", default="smoke", help="space whose sweep measures the overhead")
     p.add_argument("--no-sweep", action="store_true", help="skip the sweep-overhead measurement")

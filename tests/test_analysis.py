@@ -44,7 +44,7 @@ def trial(method, budget, knobs, seed=0, steps=16) -> dict:
     return {"dataset": "mnist", "method": method, "steps": steps, "budget": budget, "knobs": dict(knobs),
             "n_samples": 1000, "seed": seed, "extractor": "classifier", "batch_size": 250, "cfg_w": 2.0,
             "r_temp": 7.0, "sm_temp": 1.0, "flops_images": 2, "feature_error_images": 32, "base": None,
-            "device": "cpu", "precision": "auto"}
+            "device": "cpu", "amp": "auto", "reference": "held_out"}
 
 
 def full_steps(n, b):
@@ -412,15 +412,39 @@ def hand_frame():
     return add_labels(pd.DataFrame(rows))
 
 
-def test_summary_table_mean_spread_and_best():
+def test_summary_table_interval_and_significant_best():
+    """Mean ± 95% t half-width over seeds; bold only where the seed-paired test says best beats every other."""
     from analysis.tables import summary
 
     t = summary(hand_frame(), ["fid", "speedup_flops", "speedup_wall"])
     md, tex = t.markdown(), t.latex()
-    assert "| Vanilla | 16 | 36.10 ± 0.14 |" in md  # vanilla is the reference: never marked
-    assert "| MIGM-Shortcut | 4 | **37.50 ± 0.71** | **4.00 ± 0.00** | **4.05 ± 0.07** | 2 |" in md
-    assert "| Feature caching | 4 | 43.00 ± 1.41 | **4.00 ± 0.00** | **4.05 ± 0.07** | 2 |" in md  # ties both bold
-    assert "\\toprule" in tex and "\\bottomrule" in tex and "\\textbf{37.50 $\\pm$ 0.71}" in tex
+    assert "| Vanilla | 16 | 36.10 ± 1.27 |" in md  # 12.706 * 0.1414 / sqrt(2); the reference: never marked
+    # FID: the shortcut is best, and beats Taylor by exactly 3 on both seeds (p = 0), but feature caching only by
+    # 5 and 6 (paired t = 11 on 1 degree of freedom, p = 0.058): not significant, so nothing is bold.
+    assert "| MIGM-Shortcut | 4 | 37.50 ± 6.35 | 4.00 ± 0.00 |" in md
+    # wall speed: shortcut and feature caching tie exactly (4.0, 4.1): no winner either.
+    assert "**" not in md
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "37.50 $\\pm$ 6.35" in tex
+
+
+def test_bold_needs_a_significant_paired_win():
+    import pandas as pd
+
+    from analysis.labels import add_labels
+    from analysis.tables import summary
+
+    rows = []
+    for method, fids in [("vanilla", (30, 31, 32)), ("taylor", (35.0, 36.0, 34.0)), ("shortcut", (34.0, 35.1, 33.2)),
+                         ("feature_cache", (38.0, 39.0, 37.5))]:
+        for seed, f in enumerate(fids):
+            rows.append({"source": "x", "experiment": "x", "run_id": f"{method}{seed}", "method": method, "N": 16,
+                         "label": method, "B": 16 if method == "vanilla" else 4, "seed": seed, "fid": f,
+                         "run_name": method, "tracking_uri": "u", "parent_run_id": "p", "start_time": 0})
+    md = summary(add_labels(pd.DataFrame(rows)), ["fid"]).markdown()
+    assert "| shortcut | 4 | **34.10 ±" in md  # better than taylor by 1.0/0.9/0.8 and caching by ~4 on every seed
+    rows = [r | {"fid": r["fid"] + (3.0 if r["run_id"] == "shortcut2" else 0.0)} for r in rows]
+    md = summary(add_labels(pd.DataFrame(rows)), ["fid"]).markdown()
+    assert "**" not in md  # one seed where the shortcut loses: the paired test no longer separates it
 
 
 def test_pareto_table_states_reference(tmp_path):
@@ -432,7 +456,9 @@ def test_pareto_table_states_reference(tmp_path):
     # Seed means: shortcut (37.5, 4) dominates feature caching (43, 4) and Taylor (40.5, 3.9); area = 12.5 x 3.
     assert data["hypervolume"]["MIGM-Shortcut"]["fid|speedup_flops"] == pytest.approx(37.5)
     assert data["hypervolume"]["all methods"]["fid|speedup_flops"] == pytest.approx(37.5)
-    assert "| MIGM-Shortcut | **37.5** |" in md
+    # Per seed: (50 - 37) x 3 = 39 and (50 - 38) x 3 = 36; interval 12.706 x 2.121 / sqrt(2) = 19.1.
+    assert data["hypervolume_per_seed"]["MIGM-Shortcut"]["fid|speedup_flops"] == pytest.approx([39.0, 36.0])
+    assert "| MIGM-Shortcut | **37.5 ± 19.1** |" in md
 
 
 def test_report_cli_writes_every_figure_and_logs_to_parent(store, tmp_path, capsys):
@@ -452,9 +478,9 @@ def test_report_cli_writes_every_figure_and_logs_to_parent(store, tmp_path, caps
     for stem in stems:
         for ext in ("png", "pdf"):
             assert (out / f"{stem}.{ext}").stat().st_size > 2000, stem
-    for name in ("summary", "pareto", "ablation"):
-        assert "**" in (out / f"{name}.md").read_text()
-        assert "\\textbf{" in (out / f"{name}.tex").read_text()
+    for name in ("summary", "ablation"):  # one seed: intervals and significance need more, so nothing is bold
+        assert "**" not in (out / f"{name}.md").read_text() and "\\toprule" in (out / f"{name}.tex").read_text()
+    assert "**" in (out / "pareto.md").read_text() and "\\textbf{" in (out / "pareto.tex").read_text()
     assert "fid = 80" in (out / "pareto.md").read_text()
     abl = (out / "ablation.md").read_text()
     assert "use_tokens=false" in abl and "n_block=0" in abl and "bottleneck=4" in abl

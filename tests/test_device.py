@@ -46,9 +46,9 @@ def test_resolve_with_cuda(fake_cuda):
 def test_autocast_dtype_cpu():
     assert device.autocast_dtype(torch.device("cpu"), "auto") is None
     assert device.autocast_dtype(torch.device("cpu"), "fp32") is None
-    with pytest.raises(AblateError, match="^precision: bf16 autocast runs on a GPU only"):
+    with pytest.raises(AblateError, match="^amp: bf16 autocast runs on a GPU only"):
         device.autocast_dtype(torch.device("cpu"), "bf16")
-    with pytest.raises(AblateError, match="^precision: unknown precision 'int8'"):
+    with pytest.raises(AblateError, match="^amp: unknown autocast 'int8'"):
         device.autocast_dtype(torch.device("cpu"), "int8")
 
 
@@ -103,15 +103,36 @@ def test_synchronize_only_on_cuda(fake_cuda):
     assert seen == ["cuda", None]
 
 
-def test_fidelity_runs_on_the_gpu_of_the_trial(tmp_path):
-    from types import SimpleNamespace
+def test_fidelity_runs_on_the_gpu_of_the_trial(monkeypatch):
+    """The feature network and its inputs go to the trial's device (a spy stands in for CUDA here)."""
+    from ablate import pretrained
+    from ablate.metrics import quality
 
-    from ablate.metrics.quality import fidelity_kwargs
+    bundle = pretrained.load("mnist")
+    images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    plain = quality.features(images, bundle, "classifier")
+    moved = []
+    real_module_to, real_tensor_to = torch.nn.Module.to, torch.Tensor.to
 
-    bundle = SimpleNamespace(path=tmp_path)  # only the classifier's file path is read
-    assert fidelity_kwargs("classifier", bundle, 10, 10)["cuda"] is False
-    assert fidelity_kwargs("classifier", bundle, 10, 10, torch.device("cpu"))["cuda"] is False
-    assert fidelity_kwargs("classifier", bundle, 10, 10, torch.device("cuda"))["cuda"] is True
+    def module_to(self, *a, **kw):
+        dev = a[0] if a else kw.get("device")
+        if isinstance(dev, torch.device) and dev.type == "cuda":
+            moved.append(("net", dev))
+            return self
+        return real_module_to(self, *a, **kw)
+
+    def tensor_to(self, *a, **kw):
+        dev = a[0] if a else kw.get("device")
+        if isinstance(dev, torch.device) and dev.type == "cuda":
+            moved.append(("input", dev))
+            return self
+        return real_tensor_to(self, *a, **kw)
+
+    monkeypatch.setattr(torch.nn.Module, "to", module_to)
+    monkeypatch.setattr(torch.Tensor, "to", tensor_to)
+    got = quality.features(images, bundle, "classifier", torch.device("cuda"))
+    assert ("net", torch.device("cuda")) in moved and ("input", torch.device("cuda")) in moved
+    assert torch.equal(got, plain)
 
 
 @pytest.mark.parametrize("method,budget", [("vanilla", None), ("feature_cache", 2), ("taylor", 2), ("ml_cache", 2)])
@@ -237,9 +258,9 @@ def test_tune_asks_ray_for_the_gpu_share(tmp_path, monkeypatch):
 
 
 def test_trial_key_unchanged_by_new_defaults():
-    """Sweeps begun before base/device/precision existed still resume."""
+    """Sweeps begun before base/device/amp existed still resume."""
     from ablate.tracking.mlflow_log import trial_key
 
     old = {"dataset": "mnist", "method": "vanilla", "steps": 8}
-    assert trial_key({**old, "base": None, "device": "cpu", "precision": "auto"}) == trial_key(old)
+    assert trial_key({**old, "base": None, "device": "cpu", "amp": "auto"}) == trial_key(old)
     assert trial_key({**old, "device": "cuda"}) != trial_key(old)

@@ -51,3 +51,44 @@ def test_bad_input_one_line(extra, prefix, capsys, ablate_home):
     assert main(["eval", "--steps", "4", *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(prefix), err
+
+
+def test_held_out_reference_floor_and_prefixes_from_one_run(tiny_bundle):
+    """The default reference is the held-out split; the training split, the smaller sample counts and the
+    real-vs-real floor are scored from the same images (no second sampling), and each differs as it must."""
+    from ablate import pretrained
+    from ablate.data import load_dataset
+    from ablate.metrics import quality
+
+    m = evaluate(EvalConfig(dataset="digits", steps=4, budget=2, method="feature_cache", n_samples=600,
+                            batch_size=200))["measures"]
+    assert m["fid"] == m["fid_held_out"] != m["fid_train"]
+    assert m["fid_n500"] != m["fid"] and "fid_n1000" not in m  # only counts below the run's own
+    assert m["floor_fid"] < m["fid"]  # real images are closer to real ones than samples of a tiny model
+    # The floor is the other split's real images against the reference, exactly as quality.score computes it.
+    bundle = pretrained.load("digits")
+    man = bundle.manifest["config"]
+    train, held = load_dataset("digits").split(man["held_out"], seed=man["seed"])
+    pick = __import__("torch").randperm(len(train), generator=__import__("torch").Generator().manual_seed(0))[:600]
+    want = quality.score(quality.features(train.images[pick], bundle, "classifier"),
+                         quality.features(held.images, bundle, "classifier"))["fid"]
+    assert m["floor_fid"] == pytest.approx(want, rel=1e-9)
+    t = evaluate(EvalConfig(dataset="digits", steps=4, budget=2, method="feature_cache", n_samples=600,
+                            batch_size=200, reference="train"))["measures"]
+    assert t["fid"] == pytest.approx(m["fid_train"], rel=1e-9)
+
+
+def test_paired_fidelity_against_the_unaccelerated_run(tiny_bundle):
+    """Paired measures compare with vanilla's own samples of the same seed: vanilla writes them to the store
+    and a method that skips nothing agrees on every token; one that skips agrees less; step reduction runs
+    other noise and gets distribution measures only."""
+    base = dict(dataset="digits", steps=4, n_samples=40, batch_size=20, seed=3)
+    van = evaluate(EvalConfig(**base))["measures"]
+    assert van["token_agreement"] == 1.0 and van["ssim"] == pytest.approx(1.0) and "psnr" not in van
+    full = evaluate(EvalConfig(**base, method="feature_cache", budget=4))["measures"]
+    assert full["token_agreement"] == 1.0 and full["paired_feature_dist"] == 0.0
+    skip = evaluate(EvalConfig(**base, method="feature_cache", budget=1))["measures"]
+    assert skip["token_agreement"] < 1.0 and skip["ssim"] < 1.0 and skip["paired_feature_dist"] > 0
+    assert 0 < skip["psnr"] < 100
+    sr = evaluate(EvalConfig(**base, method="step_reduction", budget=2))["measures"]
+    assert not {"token_agreement", "psnr", "ssim", "paired_feature_dist"} & set(sr)

@@ -164,3 +164,9 @@ def test_ideal_speedup_is_the_cost_model():
     assert methods.build("feature_cache", steps=16, budget=4).ideal_speedup(0.5) == pytest.approx(16 / (4 + 12 * 0.5))
     assert methods.build("step_reduction", steps=16, budget=4).ideal_speedup(0.5) == 4.0  # no cheap steps
     assert methods.build("vanilla", steps=16).ideal_speedup(0.3) == 1.0
+
+
+def test_training_seed_is_a_knob_of_the_shortcut():
+    """Claims can vary the shortcut's training seed as well as the sampling seed: a second seed is a second model."""
+    a, b = methods.build("shortcut", steps=16, budget=4), methods.build("shortcut", steps=16, budget=4, train_seed=1)
+    assert a.train_cfg.seed == 0 and b.train_cfg.seed == 1 and a.train_cfg != b.train_cfg

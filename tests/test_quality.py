@@ -88,9 +88,12 @@ def test_inception_weights_found_without_import():
 
 def test_reference_features_are_cached(mnist, ablate_home):
     bundle, train, held = mnist
-    quality.quality(_pick(held.images, 50), _pick(train.images, 300), bundle, "classifier", "test-cache")
-    cached = list((ablate_home / "fidelity").glob("*test-cache*"))
-    assert cached, "reference features were not cached"
+    ref = _pick(train.images, 300)
+    quality.quality(_pick(held.images, 50), ref, bundle, "classifier")
+    cached = list((ablate_home / "fidelity").glob("ablate-ref-classifier-*-n300-*.pt"))
+    assert len(cached) == 1, "reference features were not cached"
+    torch.save(torch.zeros(300, 128, dtype=torch.float64), cached[0])  # the cache is what is read back
+    assert quality.reference_features(ref, bundle, "classifier").abs().sum() == 0
 
 
 @pytest.mark.parametrize("name", ["vgg", "", "Inception"])

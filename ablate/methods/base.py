@@ -187,7 +187,11 @@ def run_name(trial: dict) -> str:
     """The one readable name of a trial: method, N, B, then every knob given away from its default, then
     the seed: `shortcut-N16-B4-n_block=2-s1`. Run names, tables of benchmarks and logs all use it."""
     method = trial["method"]
-    parts = [method, f"N{trial['steps']}"]
+    try:
+        name = get(method).name  # module:Class -> the name it registered
+    except AblateError:
+        name = method
+    parts = [name, f"N{trial['steps']}"]
     if trial.get("budget") is not None:
         parts.append(f"B{trial['budget']}")
     given = trial.get("knobs") or {}

@@ -36,6 +36,7 @@ class ShortcutMethod(Method):
         kl_weight: float = Field(3.0, ge=0, description="weight of the KL through the frozen head (0: MSE only)")
         traj_images: int = Field(1200, ge=1, description="teacher trajectories it learns from")
         traj_steps: int = Field(16, ge=2, description="N_train: steps of the teacher trajectories")
+        train_seed: int = Field(0, ge=0, description="seed of its training (initialisation and batches)")
         checkpoint: Optional[str] = Field(None, description="a trained shortcut's folder (default: the store's)")
 
         @model_validator(mode="after")
@@ -53,6 +54,7 @@ class ShortcutMethod(Method):
             steps=k.train_steps,
             rollout=k.rollout,
             kl_weight=k.kl_weight,
+            seed=k.train_seed,
             trajectories=TrajectoryConfig(n_images=k.traj_images, steps=k.traj_steps),
         )
         self.checkpoint = k.checkpoint

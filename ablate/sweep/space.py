@@ -28,9 +28,10 @@ class _Strict(BaseModel):
 class EvalSettings(_Strict):
     n_samples: int = Field(1000, ge=2)
     extractor: Literal["classifier", "inception"] = "classifier"
+    reference: Literal["held_out", "train"] = "held_out"  # FID's real images (held-out: never trained on)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     batch_size: int = Field(250, ge=1)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast on GPUs; CPU trials run fp32
+    amp: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast on GPUs; CPU trials run fp32
 
 
 class SamplerSettings(_Strict):
@@ -172,8 +173,8 @@ class SearchSpace(_Strict):
                 d.pop("base", None)
             if d.get("device") == "auto":
                 d.pop("device", None)
-            if isinstance(d.get("eval"), dict) and d["eval"].get("precision") == "auto":
-                d["eval"].pop("precision", None)
+            if isinstance(d.get("eval"), dict) and d["eval"].get("amp") == "auto":
+                d["eval"].pop("amp", None)
         return d
 
     def trial_device(self) -> str:
@@ -202,9 +203,9 @@ class SearchSpace(_Strict):
     def eval_config(self, method: str, steps: int, budget: Optional[int], knobs: dict, seed: int) -> EvalConfig:
         return EvalConfig(
             dataset=self.dataset, method=method, steps=steps, budget=budget, knobs=dict(knobs),
-            n_samples=self.eval.n_samples, seed=seed, extractor=self.eval.extractor,
+            n_samples=self.eval.n_samples, seed=seed, extractor=self.eval.extractor, reference=self.eval.reference,
             batch_size=self.eval.batch_size, base=self.base, device=self.trial_device(),
-            precision=self.eval.precision, **self.sampler.model_dump(),
+            amp=self.eval.amp, **self.sampler.model_dump(),
         )
 
 
