@@ -181,15 +181,43 @@ def cmd_report(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    """The MLflow UI on the store, opened on each experiment's runs table (never MLflow 3's GenAI overview)."""
     import subprocess
+    import threading
+    import webbrowser
 
-    from ablate.tracking.mlflow_log import default_tracking_uri, runs_dir
+    from ablate.tracking.mlflow_log import (EXPERIMENT_KIND, MODEL_TRAINING, default_tracking_uri, open_client,
+                                            runs_dir, runs_url)
 
     uri = args.tracking_uri or default_tracking_uri()
+    host = f"http://127.0.0.1:{args.port}"
+    urls = []
+    if not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///"):]).is_file():
+        client = open_client(uri)
+        for exp in client.search_experiments():
+            if exp.name == "Default" and not client.search_runs([exp.experiment_id], max_results=1):
+                continue
+            if exp.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:  # stores made before the tag: mend them
+                client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+            urls.append((exp.name, runs_url(exp.experiment_id, host)))
     cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
     if uri.startswith("sqlite:///"):
         cmd += ["--default-artifact-root", (runs_dir() / "artifacts").as_uri()]
     print(" ".join(cmd))
+    for name, url in urls:
+        print(f"experiment {name!r}: {url}")
+    if not urls:
+        print(f"no experiments yet in {uri}: run a sweep, then open {host}")
+    print("(the runs table of each experiment; a sweep's trials are the children of its row: expand it with +)",
+          flush=True)
+    if urls and not args.no_browser:
+        def _open():
+            try:
+                webbrowser.get().open(urls[0][1])
+            except webbrowser.Error:
+                pass  # no browser here: the addresses above are printed
+
+        threading.Timer(3.0, _open).start()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     return subprocess.call(cmd, env=env)
 
@@ -330,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ui", help="the MLflow UI on the sweeps' store (127.0.0.1)")
     s.add_argument("--tracking-uri", default=None)
     s.add_argument("--port", type=int, default=5000)
+    s.add_argument("--no-browser", action="store_true", help="print the addresses only; do not open a browser")
     s.set_defaults(func=cmd_ui)
 
     s = sub.add_parser("methods", help="list every method with its knobs, defaults and help")

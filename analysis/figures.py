@@ -369,3 +369,40 @@ def sample_sheet(df: pd.DataFrame, images: dict, out: Path, budget: int, quality
         fig.suptitle(f"Samples, seed {seed}: same labels and noise under every method (one class per row)",
                      fontsize=9)
         return save(fig, out, f"samples_B{budget}")
+
+
+def interactive_pareto(df: pd.DataFrame, out: Path, speed: str = "speedup_flops", quality: str = "fid") -> list[Path]:
+    """The Pareto figure as one HTML file (plotly, its script inside so it opens offline): a line per method
+    variant in order of budget, the overall frontier, and on hover the method, B, its knobs, seeds and the
+    paired measures."""
+    import plotly.graph_objects as go
+
+    data = require(df, [speed, quality], f"the interactive {quality}-vs-{speed} figure")
+    extra = [m for m in ("token_agreement", "ssim", "feature_cos") if m in data and data[m].notna().any()]
+    agg = aggregate(data, [speed, quality] + extra, ["source", "variant", "B"])
+    knobs = L.knob_columns(data)
+    fig = go.Figure()
+    for var, g in agg.sort_values(["method_rank", "variant", "B"]).groupby("variant", sort=False):
+        g = g.sort_values("B")
+        method = g["method"].iloc[0]
+        ks = knobs.get(method, [])
+        first = data[data["variant"] == var].iloc[0]
+        knob_text = ", ".join(L.knob_text(k, first[k]) for k in ks) or "defaults"
+        hover = [f"<b>{r['series']}</b><br>B = {r['B']:g} of N = {int(r['N'])}<br>knobs: {knob_text}<br>"
+                 f"{L.measure_name(quality)} {r[quality]:.3g}, {L.measure_name(speed)} {r[speed]:.3g}×<br>"
+                 + "".join(f"{L.measure_name(m)} {r[m]:.3g}<br>" for m in extra if pd.notna(r.get(m)))
+                 + f"seeds: {int(r['n'])}" for _, r in g.iterrows()]
+        fig.add_trace(go.Scatter(x=g[speed], y=g[quality], mode="lines+markers", name=g["series"].iloc[0],
+                                 line=dict(color=g["color"].iloc[0]), hovertext=hover, hoverinfo="text",
+                                 error_y=dict(type="data", array=g[f"{quality}_ci"].fillna(0),
+                                              visible=bool(g[f"{quality}_ci"].notna().any()))))
+    front = agg.iloc[pareto_front(agg[[speed, quality]].to_numpy(), [L.mode(speed), L.mode(quality)])].sort_values(speed)
+    fig.add_trace(go.Scatter(x=front[speed], y=front[quality], mode="lines", name="Pareto frontier, all methods",
+                             line=dict(color="#f2c14e", width=8), opacity=0.45, hoverinfo="skip"))
+    fig.update_layout(title=f"{L.measure_name(quality)} against {L.measure_name(speed)} (hover a point for its "
+                            "method, budget and knobs)", xaxis_title=L.axis_label(speed),
+                      yaxis_title=L.axis_label(quality), template="plotly_white", width=1000, height=620)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"pareto_{quality}_vs_{speed}.html"
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    return [path]

@@ -80,6 +80,7 @@ def report(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[str
     for speed in ("speedup_wall", "speedup_flops"):
         attempt(f"fid vs {speed} figure", figures.speed_vs_quality, df, rep.out, speed=speed, quality="fid",
                 notes=notes, stem=f"pareto_fid_vs_{speed}")
+    attempt("interactive fid vs speedup_flops figure", figures.interactive_pareto, df, rep.out)
     attempt("ablation figure", figures.ablations, df, rep.out, notes=notes)
     try:
         b = figures.pick_budget(df, budget)
@@ -144,7 +145,9 @@ def _index(rep: Report, written: dict, cmd: str) -> str:
     lines = [f"# Report: {rep.out.name}", "", f"Regenerate: `{cmd}`", ""]
     for f in rep.files:
         if f.suffix == ".png":
-            lines += [f"![{f.stem}]({f.name}) ([PDF]({f.stem}.pdf))", ""]
+            html = f.with_suffix(".html")
+            more = f", [interactive]({html.name})" if html in rep.files else ""
+            lines += [f"![{f.stem}]({f.name}) ([PDF]({f.stem}.pdf){more})", ""]
     for name, t in written.items():
         lines += [f"## {name.capitalize()} table ([LaTeX]({name}.tex))", "", t.markdown(), ""]
     if rep.notes:

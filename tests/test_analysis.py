@@ -482,12 +482,16 @@ def test_report_cli_writes_every_figure_and_logs_to_parent(store, tmp_path, caps
         assert "**" not in (out / f"{name}.md").read_text() and "\\toprule" in (out / f"{name}.tex").read_text()
     assert "**" in (out / "pareto.md").read_text() and "\\textbf{" in (out / "pareto.tex").read_text()
     assert "fid = 80" in (out / "pareto.md").read_text()
+    html = (out / "pareto_fid_vs_speedup_flops.html").read_text()
+    assert "plotly" in html and "MIGM-Shortcut" in html and "n_block=0, use_tokens=true" in html  # knobs on hover
+    assert "cdn.plot.ly" not in html.split("<script", 2)[1][:200]  # its script is inside: opens offline
     abl = (out / "ablation.md").read_text()
     assert "use_tokens=false" in abl and "n_block=0" in abl and "bottleneck=4" in abl
     readme = (out / "README.md").read_text()
     assert "python -m ablate report --experiment default" in readme and "![pareto_fid_vs_speedup_wall]" in readme
     logged = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(parent, "report")}
-    assert {f"report/{s}.png" for s in stems} | {"report/summary.md", "report/summary.tex"} <= logged
+    assert {f"report/{s}.png" for s in stems} | {"report/summary.md", "report/summary.tex",
+                                                 "report/pareto_fid_vs_speedup_flops.html"} <= logged
 
 
 @pytest.mark.usefixtures("template_db")

@@ -27,3 +27,33 @@ def test_run_names_tell_variants_apart():
     assert run_name(base | {"knobs": {"use_tokens": "false", "rollout": 1}, "seed": 2}) == \
         "shortcut-N16-B4-rollout=1-use_tokens=false-s2"
     assert run_name({"method": "vanilla", "steps": 16, "budget": None, "knobs": {}}) == "vanilla-N16"
+
+
+def test_experiments_are_model_training_and_ui_prints_the_runs_table(tmp_path, monkeypatch, capsys):
+    """MLflow 3 lands on its GenAI overview unless an experiment is tagged as model training: new experiments
+    are, old ones are mended (by the Tracker and by `ui`), and `ui` prints each runs-table address."""
+    import subprocess as sp
+
+    from ablate.cli import main
+    from ablate.tracking.mlflow_log import EXPERIMENT_KIND, MODEL_TRAINING, Tracker, open_client
+
+    monkeypatch.setenv("ABLATE_RUNS", str(tmp_path / "runs"))
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    tr = Tracker(uri, "fresh")
+    client = open_client(uri)
+    assert client.get_experiment(tr.experiment_id).tags[EXPERIMENT_KIND] == MODEL_TRAINING
+    old = client.create_experiment("old")  # as a store of ablate 0.1 holds it: no kind
+    assert EXPERIMENT_KIND not in client.get_experiment(old).tags
+    parent = tr.start_parent("fresh", "h", {"name": "fresh"})
+    tr.describe_parent(parent, "fresh", "python -m ablate sweep fresh", 3)
+    note = client.get_run(parent).data.tags["mlflow.note.content"]
+    assert "python -m ablate sweep fresh" in note and f"#/experiments/{tr.experiment_id}/runs" in note
+
+    calls = []
+    monkeypatch.setattr(sp, "call", lambda cmd, env=None: calls.append(cmd) or 0)
+    assert main(["ui", "--no-browser", "--port", "5077"]) == 0
+    out = capsys.readouterr().out
+    assert f"http://127.0.0.1:5077/#/experiments/{tr.experiment_id}/runs" in out
+    assert f"http://127.0.0.1:5077/#/experiments/{old}/runs" in out
+    assert calls and calls[0][:2] == ["mlflow", "ui"] and "5077" in calls[0]
+    assert client.get_experiment(old).tags[EXPERIMENT_KIND] == MODEL_TRAINING  # mended

@@ -170,6 +170,12 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
     parent = tracker.resumable_parent(space_hash) if resume else None
     if parent is None:
         parent = tracker.start_parent(space.name, space_hash, space_dict)
+        import shlex
+        import sys
+
+        from_shell = sys.argv[0].endswith("__main__.py") or sys.argv[0].endswith("migm-ablate")
+        tracker.describe_parent(parent, space.name, "python -m ablate " + shlex.join(sys.argv[1:]) if from_shell
+                                else f"python -m ablate sweep {space.name}", len(trials))
     else:
         tracker.client.update_run(parent, status="RUNNING")
     done = tracker.finished_children(parent)
@@ -212,6 +218,8 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
     tracker.end_parent(parent, FINISHED, summary)
     print(f"sweep {space.name}: {stats['finished']} finished, {stats['failed']} failed in {wall:.0f} s "
           f"(trials' own time {stats['trial_seconds']:.0f} s); MLflow: {tracker.uri} experiment {tracker.experiment!r}")
+    print(f"MLflow UI: `python -m ablate ui`, then {tracker.runs_url()} (the runs table; expand the sweep's row "
+          "for its trials)")
     return {"parent_run_id": parent, "experiment_id": tracker.experiment_id, "experiment": tracker.experiment,
             "tracking_uri": tracker.uri, **summary}
 

@@ -21,6 +21,13 @@ import ablate
 from ablate.store import config_hash
 
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+# MLflow 3 opens an experiment on its GenAI overview unless the experiment says it holds model training runs.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
+def runs_url(experiment_id: str, host: str = "http://127.0.0.1:5000") -> str:
+    """The runs table of an experiment in the MLflow UI: this address opens it whatever the browser remembers."""
+    return f"{host.rstrip('/')}/#/experiments/{experiment_id}/runs"
 
 
 def runs_dir() -> Path:
@@ -116,9 +123,34 @@ class Tracker:
             location = None
             if self.uri.startswith("sqlite:///"):
                 location = (runs_dir() / "artifacts" / experiment).as_uri()
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location,
+                                                               tags={EXPERIMENT_KIND: MODEL_TRAINING})
         else:
             self.experiment_id = exp.experiment_id
+            if exp.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:  # mend a store made before the tag
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+
+    def runs_url(self, host: str = "http://127.0.0.1:5000") -> str:
+        """The experiment's runs table in the MLflow UI (not its GenAI overview)."""
+        return runs_url(self.experiment_id, host)
+
+    def describe_parent(self, run_id: str, space_name: str, command: str, n_trials: int) -> None:
+        """The parent run's description (MLflow shows it on the run's page and as a tooltip in the table)."""
+        url = self.runs_url()
+        text = "\n".join([
+            f"**Sweep `{space_name}`**: {n_trials} trials, one child run each (named method-N-B-knobs-seed).",
+            "",
+            f"- Command: `{command}`",
+            f"- Commit: `{git_commit()}`, ablate {ablate.__version__}",
+            f"- Runs table: {url} (`python -m ablate ui` serves it). The trials are this run's children: expand "
+            "its row with the `+` at its left, or choose *Group by: none* in the table's menu to list them flat.",
+            "- Compare: tick the children, then **Compare**, or open the **Chart** view and add a scatter chart "
+            "with x = `speedup_flops` (or `speedup_wall`) and y = `fid`; `token_agreement` and `ssim` say how "
+            "close each stays to the base model.",
+            "- Figures: this run's artifacts, `report/` (Pareto PNG/PDF and `pareto_fid_vs_speedup_flops.html`, "
+            "interactive: method, B and knobs on hover), once the sweep's report has run.",
+        ])
+        self.client.set_tag(run_id, "mlflow.note.content", text)
 
     # -- parent run -------------------------------------------------------------------------
     def resumable_parent(self, space_hash: str) -> Optional[str]:
