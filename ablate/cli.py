@@ -208,8 +208,8 @@ def cmd_ui(args) -> int:
         print(f"experiment {name!r}: {url}")
     if not urls:
         print(f"no experiments yet in {uri}: run a sweep, then open {host}")
-    print("(the runs table of each experiment; a sweep's trials are the children of its row: expand it with +)",
-          flush=True)
+    print("(the runs table of each experiment; a sweep's trials are the children of its row: expand it with the + "
+          "left of its name)", flush=True)
     if urls and not args.no_browser:
         def _open():
             try:

@@ -143,7 +143,7 @@ class Tracker:
             f"- Command: `{command}`",
             f"- Commit: `{git_commit()}`, ablate {ablate.__version__}",
             f"- Runs table: {url} (`python -m ablate ui` serves it). The trials are this run's children: expand "
-            "its row with the `+` at its left, or choose *Group by: none* in the table's menu to list them flat.",
+            "its row with the `+` left of its name.",
             "- Compare: tick the children, then **Compare**, or open the **Chart** view and add a scatter chart "
             "with x = `speedup_flops` (or `speedup_wall`) and y = `fid`; `token_agreement` and `ssim` say how "
             "close each stays to the base model.",
