@@ -81,6 +81,27 @@ def test_ui_opens_on_the_runs_table_with_the_trials(tmp_path):
         body = page_shows(*names)
         browser.save_screenshot(str(tmp_path / "trials.png"))
         assert all(n in body for n in names), body[:2000]
+
+        # The comparison the sweep's description links to: the chart view, FID against speedup, trials shown.
+        from ablate.tracking.mlflow_log import open_client
+
+        client = open_client(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+        exp = client.get_experiment_by_name("smoke")
+        parent = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("ablate.role") == "sweep"][0]
+        note = parent.data.tags["mlflow.note.content"]
+        link = re.search(r"(http://\S+viewStateShareKey=\S+compareRunsMode=CHART)", note).group(1)
+        browser.get(link.replace("127.0.0.1:5000", f"127.0.0.1:{port}"))
+        page_shows("Speed against quality (ablate)")
+        browser.find_element("xpath", "//*[contains(text(),'sweep-smoke')]/ancestor::*[@role='row'][1]"
+                                      "//button[contains(@data-component-id,'runnamecellrenderer')]").click()
+        page_shows("taylor-N8-B2")
+        time.sleep(5)  # the charts draw once the trials' metrics are in
+        browser.save_screenshot(str(tmp_path / "compare_chart.png"))
+        body, source = browser.find_element("tag name", "body").text, browser.page_source
+        (tmp_path / "compare_chart.txt").write_text(body)
+        assert re.search(r"Speed against quality \(ablate\)\s*\(2\)", body), body[:3000]  # its two charts
+        assert "does not exist" not in body
+        assert "speedup_flops" in source and "speedup_wall" in source  # their x axes
     finally:
         if browser is not None:
             browser.quit()

@@ -219,7 +219,7 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
     print(f"sweep {space.name}: {stats['finished']} finished, {stats['failed']} failed in {wall:.0f} s "
           f"(trials' own time {stats['trial_seconds']:.0f} s); MLflow: {tracker.uri} experiment {tracker.experiment!r}")
     print(f"MLflow UI: `python -m ablate ui`, then {tracker.runs_url()} (the runs table; expand the sweep's row "
-          "for its trials)")
+          f"for its trials), or {tracker.compare_view(parent)} (its trials: FID against speedup)")
     return {"parent_run_id": parent, "experiment_id": tracker.experiment_id, "experiment": tracker.experiment,
             "tracking_uri": tracker.uri, **summary}
 

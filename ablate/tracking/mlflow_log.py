@@ -134,9 +134,29 @@ class Tracker:
         """The experiment's runs table in the MLflow UI (not its GenAI overview)."""
         return runs_url(self.experiment_id, host)
 
+    def compare_view(self, parent_id: str, host: str = "http://127.0.0.1:5000") -> str:
+        """An address that opens MLflow's chart view with FID against FLOPs and wall-clock speedup as scatter
+        charts; expanding the sweep's row (its +: the UI does not share which rows are expanded) plots its
+        trials there. The UI keeps such a view as an experiment tag
+        (`mlflow.sharedViewState.<key>`, what its own Share button writes) named by the address's
+        `viewStateShareKey`; this writes that tag."""
+        key = f"ablate-{parent_id[:16]}"
+        section = f"{key}-speed-quality"
+        charts = [{"uuid": f"{key}-{x}", "type": "SCATTER", "runsCountToCompare": 100, "metricSectionId": section,
+                   "deleted": False, "isGenerated": False, "displayName": f"FID against {name} speedup",
+                   "xaxis": {"key": x, "type": "METRIC"}, "yaxis": {"key": "fid", "type": "METRIC"}}
+                  for x, name in (("speedup_flops", "FLOPs"), ("speedup_wall", "wall-clock"))]
+        state = {"compareRunCharts": charts,
+                 "compareRunSections": [{"uuid": section, "name": "Speed against quality (ablate)", "display": True,
+                                         "isReordered": False, "deleted": False, "isGenerated": False}],
+                 "isAccordionReordered": True, "hideEmptyCharts": False}
+        self.client.set_experiment_tag(self.experiment_id, f"mlflow.sharedViewState.{key}", json.dumps(state))
+        return f"{self.runs_url(host)}?viewStateShareKey={key}&compareRunsMode=CHART"
+
     def describe_parent(self, run_id: str, space_name: str, command: str, n_trials: int) -> None:
         """The parent run's description (MLflow shows it on the run's page and as a tooltip in the table)."""
         url = self.runs_url()
+        compare = self.compare_view(run_id)
         text = "\n".join([
             f"**Sweep `{space_name}`**: {n_trials} trials, one child run each (named method-N-B-knobs-seed).",
             "",
@@ -144,9 +164,9 @@ class Tracker:
             f"- Commit: `{git_commit()}`, ablate {ablate.__version__}",
             f"- Runs table: {url} (`python -m ablate ui` serves it). The trials are this run's children: expand "
             "its row with the `+` left of its name.",
-            "- Compare: tick the children, then **Compare**, or open the **Chart** view and add a scatter chart "
-            "with x = `speedup_flops` (or `speedup_wall`) and y = `fid`; `token_agreement` and `ssim` say how "
-            "close each stays to the base model.",
+            f"- Compare: {compare} opens the chart view with FID against FLOPs and wall-clock speedup; expand "
+            "this sweep's row (+) to plot its trials (or tick trials, then **Compare**). `token_agreement` and "
+            "`ssim` say how close each stays to the base model.",
             "- Figures: this run's artifacts, `report/` (Pareto PNG/PDF and `pareto_fid_vs_speedup_flops.html`, "
             "interactive: method, B and knobs on hover), once the sweep's report has run.",
         ])
