@@ -22,7 +22,7 @@ from ablate.device import autocast_dtype, check_device, check_precision, describ
 from ablate.errors import AblateError
 from ablate.metrics import cost, quality
 from ablate.metrics.feature_error import feature_error
-from ablate.models.select import check_base, is_native, load_base
+from ablate.models.select import is_native, load_base
 from ablate.sampling import MaskGITSampler, SamplerConfig
 from ablate.sampling.sampler import balanced_labels, batch_seed
 
@@ -215,7 +215,6 @@ def quality_measures(st: Setup, images: torch.Tensor, tokens: torch.Tensor) -> d
     man = bundle.manifest["config"]
     train, held = load_dataset(cfg.dataset).split(man["held_out"], seed=man["seed"])
     splits = {"held_out": held, "train": train}
-    ref = splits[cfg.reference]
     other = splits["train" if cfg.reference == "held_out" else "held_out"]
     feats = quality.features(images, bundle, cfg.extractor, dev)
     ref_feats = {name: quality.reference_features(s.images, bundle, cfg.extractor, dev) for name, s in splits.items()}

@@ -14,7 +14,6 @@ import json
 import os
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Optional
 
 from ablate.errors import AblateError
@@ -84,34 +83,11 @@ def trial_measures(result: dict) -> set:
     return {k for k in result if k not in RESULT_KEYS_SKIP and not k.startswith("config/")}
 
 
-def plugin_paths(space: SearchSpace) -> list[str]:
-    """Folders a Ray worker needs on its path to import the space's methods defined outside the package
-    (`module:Class`): the folder above each such module's top package, as the driver found it."""
-    import importlib
-
-    from ablate import methods
-
-    names = [b.method for b in space.grid] + ([space.optuna.method] if space.optuna else [])
-    out = []
-    for name in names:
-        src = methods.source(name)
-        if src is None:
-            continue
-        module = src.split(":")[0]
-        path = Path(importlib.import_module(module).__file__).resolve()
-        root = path.parents[module.count(".")] if path.name != "__init__.py" else path.parents[module.count(".") + 1]
-        if str(root) not in out:
-            out.append(str(root))
-    return out
-
-
-def _init_ray(address: Optional[str], paths: list[str] = ()):
+def _init_ray(address: Optional[str]):
     import ray
 
     env = {k: os.environ[k] for k in ("ABLATE_HOME", "ABLATE_STORE", "ABLATE_PROGRESS") if k in os.environ}
     env.setdefault("ABLATE_PROGRESS", "0")
-    if paths:  # methods of the user's own modules: workers import them from where the driver found them
-        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [os.environ.get("PYTHONPATH")])])
     if ray.is_initialized():
         return
     kw = dict(runtime_env={"env_vars": env}, include_dashboard=False, configure_logging=True, logging_level="WARNING")
@@ -182,7 +158,7 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
     stats = {"trial_seconds": 0.0, "finished": 0, "failed": 0, "results": []}
     t0 = time.perf_counter()
     try:
-        _init_ray(ray_address, plugin_paths(space))
+        _init_ray(ray_address)
         logger = _make_logger(tracker, parent, space_hash, stats)
         # Phase 1: the vanilla reference, for every seed.
         ref_key = trial_key(reference)
