@@ -568,3 +568,17 @@ def test_ablation_groups_never_average_two_settings_as_seeds():
     depth, kl = groups[("shortcut", "n_block")], groups[("shortcut", "kl_weight")]
     assert sorted(depth["n_block"]) == [0, 1, 2] and set(depth["kl_weight"]) == {3.0}
     assert sorted(kl["kl_weight"]) == [0.0, 3.0] and set(kl["n_block"]) == {1}
+
+
+def test_claim_verdicts_follow_the_paired_test():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("claims", Path(__file__).resolve().parents[1] / "benchmarks" / "claims.py")
+    claims = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(claims)
+    lower = {0: 30.0, 1: 31.0, 2: 29.5}
+    assert claims.verdict(lower, {0: 32.0, 1: 33.1, 2: 31.4}, "min")[0] == "HOLDS"  # lower FID on every seed
+    assert claims.verdict({0: 32.0, 1: 33.1, 2: 31.4}, lower, "min")[0] == "DOES NOT HOLD"
+    assert claims.verdict(lower, {0: 31.0, 1: 30.0, 2: 30.0}, "min")[0] == "NOT SIGNIFICANT"
+    assert claims.verdict({0: 1.0}, {0: 2.0}, "min")[0] == "UNTESTED (1 seed)"
+    assert claims.verdict(lower, {0: 32.0, 1: 33.1, 2: 31.4}, "min", claim_says_equal=True)[0] == "DOES NOT HOLD"
