@@ -7,8 +7,9 @@ shortcut its own predictions for that many steps, as at sampling time.
 
 Rows of a batch sit at different steps, which commit different numbers of tokens, so each row's new tokens
 are padded to the batch's largest count with a validity mask (`pair_inputs`). Measured against one step per
-batch (interleaved, 20 rounds of 10 steps, batch 64, rollout 2, 2 CPU threads): 15.4 against 15.7 it/s, the
-same speed, and mixed batches keep every step in every gradient.
+batch (`python benchmarks/pair_throughput.py --rounds 20`: interleaved, 20 rounds of 10 steps, batch 64,
+rollout 2, 2 CPU threads): 15.4 against 15.7 it/s, the same speed, and mixed batches keep every step in every
+gradient.
 """
 
 from __future__ import annotations
