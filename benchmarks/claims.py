@@ -11,11 +11,10 @@ p < 0.05), NOT SIGNIFICANT (otherwise), n/a where a measure does not exist (step
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
+from analysis.report import write_with_command
 from analysis.runs import load_runs
 from analysis.stats import ALPHA, half_width, paired_p
 
@@ -86,12 +85,7 @@ def main(argv=None) -> int:
             va, vb = dict(zip(a["seed"], a[m])), dict(zip(b["seed"], b[m]))
             cells += list(verdict(va, vb, better, claim_says_equal=claim.startswith("two blocks")))
         lines.append(f"| {claim} | " + " | ".join(cells) + " |")
-    cmd = "python benchmarks/claims.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = "\n".join(lines) + f"\n\n`{cmd}`\n"
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    write_with_command(lines, args.out, "benchmarks/claims.py", argv)
     return 0
 
 

@@ -11,12 +11,11 @@ an amount that can differ between methods).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from scipy.stats import kendalltau
 
 from analysis.labels import add_labels
+from analysis.report import write_with_command
 from analysis.runs import load_runs
 
 
@@ -51,12 +50,7 @@ def main(argv=None) -> int:
     for name, r in means.iterrows():
         shift = r[f"fid_n{s}"] - r["fid"] if f"fid_n{s}" in r else float("nan")
         lines.append(f"| {name} | {r['fid']:.2f} | " + " | ".join(f"{r[c]:.2f}" for c in have) + f" | {shift:+.2f} |")
-    cmd = "python benchmarks/small_sample.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = "\n".join(lines) + f"\n\n`{cmd}`\n"
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    write_with_command(lines, args.out, "benchmarks/small_sample.py", argv)
     return 0
 
 
