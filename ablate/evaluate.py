@@ -125,6 +125,7 @@ def setup(cfg: EvalConfig, prepare: bool = True, log=print) -> Setup:
     base = load_base(cfg.base, bundle, dev)  # the tokenizer and classifier stay on the CPU
     amp = autocast_dtype(dev, cfg.amp, base)
     sampler = MaskGITSampler(base, SamplerConfig(method.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp), amp_dtype=amp)
+    method.follow_sampler(sampler.cfg)
     if prepare:
         method.prepare(base, log=log)
     return Setup(cfg, dev, method, bundle, base, amp, sampler, balanced_labels(cfg.n_samples, base.num_classes))

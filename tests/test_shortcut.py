@@ -184,3 +184,77 @@ def test_resume_key_of_a_shortcut_trial_follows_the_training_format(monkeypatch)
     before = trial_key(sc), trial_key(fc)
     monkeypatch.setattr(training, "TRAINING_FORMAT", training.TRAINING_FORMAT + 1)
     assert trial_key(sc) != before[0] and trial_key(fc) == before[1]
+
+
+def test_student_rollout_with_a_perfect_student_is_the_teacher_pair(tiny_model, traj):
+    """`rollout_tokens: student` commits tokens sampled from the student's features and takes as target the base
+    model's feature on that state. A student whose head puts all mass on the teacher's tokens must rebuild the
+    teacher's own state and its stored next feature; with other tokens the state holds exactly those tokens at
+    the positions committed at that step (earlier ones the teacher's, later ones masked) and the target is the
+    base model's feature on it, the unconditional branch with the null label."""
+    from ablate.shortcut.train import pair_inputs, student_state
+
+    data = traj.load(0)
+    n, vocab = data["tokens"].shape[0], tiny_model.cfg.vocab_size
+    img, s = torch.arange(n), torch.tensor([1, 2, 1, 0, 2, 1, 2, 0, 1, 2])
+    br = torch.tensor([0, 1] * (n // 2))
+    order, tokens = data["order"][img], data["tokens"][img]
+    before = torch.where(order < s[:, None], tokens, torch.full_like(tokens, tiny_model.mask_id))
+
+    class Perfect(torch.nn.Module):  # the base model, with a head that names the given tokens
+        def __init__(self, base, want):
+            super().__init__()
+            self.base, self.want, self.num_classes, self.mask_id = base, want, base.num_classes, base.mask_id
+
+        def head(self, feature):
+            return torch.nn.functional.one_hot(self.want, vocab).float() * 1e4
+
+        def forward(self, tokens, labels):
+            return self.base(tokens, labels)
+
+    gen = torch.Generator().manual_seed(0)
+    new, state, target = student_state(data, img, br, s, Perfect(tiny_model, tokens), None, before, gen, 1.0)
+    pos, want_new, valid, _, _ = pair_inputs(data, img, s)
+    assert torch.equal(new, want_new)
+    assert torch.equal(state, torch.where(order <= s[:, None], tokens, torch.full_like(tokens, tiny_model.mask_id)))
+    rows = torch.arange(n)
+    torch.testing.assert_close(target, data["features"][img, br][rows, s + 1], atol=2e-2, rtol=1e-2)  # stored fp16
+
+    other = (tokens + 1) % vocab
+    new, state, target = student_state(data, img, br, s, Perfect(tiny_model, other), None, before, gen, 1.0)
+    assert torch.equal(new, other.gather(1, pos).masked_fill(~valid, 0))
+    want_state = torch.where(order < s[:, None], tokens, torch.where(order == s[:, None], other, tiny_model.mask_id))
+    assert torch.equal(state, want_state)
+    labels = torch.where(br == 1, torch.full_like(br, tiny_model.num_classes), data["labels"][img])
+    torch.testing.assert_close(target, tiny_model(want_state, labels)[1])
+
+
+def test_student_rollout_trains_and_is_its_own_store_entry(tiny_model, traj, tmp_path, monkeypatch):
+    from ablate.shortcut.cache import train_key
+    from ablate.shortcut.train import train_shortcut
+
+    cfg = TrainConfig(steps=60, batch_size=8, lr=3e-3, rollout=3, rollout_tokens="student")
+    _, stats = train_shortcut(tiny_model, traj, ShortcutConfig(), cfg)
+    assert stats["loss_last"] < 0.8 * stats["loss_first"]
+    # The default (teacher) leaves the key as it was before the knob existed, so stored shortcuts are found.
+    assert "rollout_tokens" not in train_key(TrainConfig()) and train_key(cfg)["rollout_tokens"] == "student"
+
+
+def test_shortcut_trajectories_follow_the_sampler_guidance():
+    """A trial's shortcut learns from trajectories recorded at the trial's guidance and temperatures (unless
+    `traj_cfg_w` pins them), so the default sampler keeps the shipped shortcut's key."""
+    from ablate.evaluate import EvalConfig, setup
+    from ablate.sampling import SamplerConfig
+
+    st = setup(EvalConfig(method="shortcut", steps=16, budget=4, cfg_w=2.8, r_temp=4.0, n_samples=2), prepare=False)
+    traj = st.method.train_cfg.trajectories
+    assert (traj.cfg_w, traj.r_temp, traj.sm_temp) == (2.8, 4.0, 1.0)
+    st = setup(EvalConfig(method="shortcut", steps=16, budget=4, cfg_w=2.8, n_samples=2, knobs={"traj_cfg_w": 1.0}),
+               prepare=False)
+    assert st.method.train_cfg.trajectories.cfg_w == 1.0
+    from ablate import methods
+
+    m = methods.build("shortcut", steps=16, budget=4)
+    before = m.train_cfg
+    m.follow_sampler(SamplerConfig())
+    assert m.train_cfg == before  # the default sampler is what the default shortcut was trained for

@@ -69,6 +69,10 @@ class Method:
         self.full = set(full_steps(steps, budget))
 
     # -- the sampler's side ------------------------------------------------------------------
+    def follow_sampler(self, cfg) -> None:
+        """The sampler settings (`SamplerConfig`) this method will run under, before `prepare`: a learned
+        method trains for them (the shortcut's teacher trajectories use its guidance)."""
+
     def prepare(self, model, log=print) -> None:
         """Load or train whatever the method learns (called before anything is timed)."""
 

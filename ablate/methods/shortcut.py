@@ -2,12 +2,15 @@
 learned shortcut, conditioned on the tokens sampled at the previous step and the mask ratio.
 
 Knobs: `ShortcutMethod.Knobs` (architecture and training, each with its help). Without `checkpoint`, the
-shortcut for these knobs is taken from the store, trained there first when missing.
+shortcut for these knobs is taken from the store, trained there first when missing. Its teacher trajectories
+are recorded with the sampler's own guidance and temperatures (`follow_sampler`), so a shortcut is never
+used at a guidance it has not seen, unless `traj_cfg_w` asks for that on purpose.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import replace
+from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -31,11 +34,18 @@ class ShortcutMethod(Method):
         use_tokens: bool = Field(True, description="condition on the tokens sampled at the previous step")
         bottleneck: int = Field(2, ge=1, description="width ratio r: the shortcut works at width d/r")
         time_embed: bool = Field(True, description="scale/shift from the mask ratio")
+        mlp_ratio: float = Field(2.0, gt=0, description="FFN hidden width over the block width (the paper: 4)")
         train_steps: int = Field(2000, ge=1, description="optimiser steps of its training")
+        lr: float = Field(2e-3, gt=0, le=1, description="AdamW learning rate (x0.1 after two thirds of the steps)")
         rollout: int = Field(2, ge=1, description="steps the shortcut is chained on its own predictions in training")
+        rollout_tokens: Literal["teacher", "student"] = Field(
+            "teacher", description="tokens of later rollout steps: the teacher's, or sampled from the student's "
+                                   "features with the base model's feature on that state as target")
         kl_weight: float = Field(3.0, ge=0, description="weight of the KL through the frozen head (0: MSE only)")
         traj_images: int = Field(1200, ge=1, description="teacher trajectories it learns from")
         traj_steps: int = Field(16, ge=2, description="N_train: steps of the teacher trajectories")
+        traj_cfg_w: Optional[float] = Field(None, ge=0, description="guidance of the teacher trajectories "
+                                                                     "(default: the sampler's cfg_w)")
         train_seed: int = Field(0, ge=0, description="seed of its training (initialisation and batches)")
         checkpoint: Optional[str] = Field(None, description="a trained shortcut's folder (default: the store's)")
 
@@ -49,17 +59,28 @@ class ShortcutMethod(Method):
         super().__init__(steps, budget, knobs)
         k = self.knobs
         self.sc_cfg = ShortcutConfig(n_block=k.n_block, use_tokens=k.use_tokens, bottleneck=k.bottleneck,
-                                     time_embed=k.time_embed)
+                                     time_embed=k.time_embed, mlp_ratio=k.mlp_ratio)
         self.train_cfg = TrainConfig(
             steps=k.train_steps,
+            lr=k.lr,
             rollout=k.rollout,
             kl_weight=k.kl_weight,
             seed=k.train_seed,
-            trajectories=TrajectoryConfig(n_images=k.traj_images, steps=k.traj_steps),
+            rollout_tokens=k.rollout_tokens,
+            trajectories=TrajectoryConfig(n_images=k.traj_images, steps=k.traj_steps,
+                                          **({} if k.traj_cfg_w is None else {"cfg_w": k.traj_cfg_w})),
         )
         self.checkpoint = k.checkpoint
         self.net = None
         self.meta: dict = {}
+
+    def follow_sampler(self, cfg) -> None:
+        """Record the teacher trajectories with the sampler's guidance (unless `traj_cfg_w` is given) and
+        temperatures: the features the shortcut learns are those it will be asked to move."""
+        traj = self.train_cfg.trajectories
+        cfg_w = traj.cfg_w if self.knobs.traj_cfg_w is not None else cfg.cfg_w
+        traj = replace(traj, cfg_w=cfg_w, r_temp=cfg.r_temp, sm_temp=cfg.sm_temp)
+        self.train_cfg = replace(self.train_cfg, trajectories=traj)
 
     def prepare(self, model, log=print) -> None:
         """Load (or train) the shortcut for this base model; begin() does it on first use."""

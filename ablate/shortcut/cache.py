@@ -71,11 +71,21 @@ def load(path: Path, base) -> tuple[Shortcut, dict]:
     return net.to(model_device(base)).eval().requires_grad_(False), meta
 
 
+# TrainConfig fields added after shortcuts were first stored: left out of the store key at their defaults, so
+# the shortcuts already stored (and shipped) are still found.
+_ADDED_DEFAULTS = {"rollout_tokens": "teacher"}
+
+
+def train_key(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    return {k: v for k, v in d.items() if not (k in _ADDED_DEFAULTS and v == _ADDED_DEFAULTS[k])}
+
+
 def load_or_train(base, sc_cfg: ShortcutConfig, cfg: TrainConfig, checkpoint: Optional[str] = None, log=print):
     if checkpoint:
         return load(Path(checkpoint), base)
     bh = base_hash(base)
-    key = {"format": training.TRAINING_FORMAT, "base": bh, "shortcut": asdict(sc_cfg), "train": asdict(cfg)}
+    key = {"format": training.TRAINING_FORMAT, "base": bh, "shortcut": asdict(sc_cfg), "train": train_key(cfg)}
 
     def build(folder: Path):
         traj = trajectories_for(base, cfg, log)

@@ -5,6 +5,13 @@ in the paper), plus an optional KL through the frozen head at temperature T (sca
 AdamW, lr x0.1 after two thirds of the steps, EMA of the weights; `rollout` > 1 feeds the
 shortcut its own predictions for that many steps, as at sampling time.
 
+`rollout_tokens` says which tokens the later rollout steps commit. `teacher`: the stored ones, and the target
+is the stored teacher feature. `student` (as the paper's official code): the tokens that the student's own
+predicted feature samples through the frozen head (at the positions the teacher committed, softmax at
+`sm_temp` of the trajectories; a row is one guidance branch, so it samples from that branch's logits), and
+the target is the base model's feature recomputed on that student state (one base forward per later
+rollout step). Sampling then never hands the shortcut a state it has not trained on.
+
 Rows of a batch sit at different steps, which commit different numbers of tokens, so each row's new tokens
 are padded to the batch's largest count with a validity mask (`pair_inputs`). Measured against one step per
 batch (`python benchmarks/pair_throughput.py --rounds 20`: interleaved, 20 rounds of 10 steps, batch 64,
@@ -46,6 +53,7 @@ class TrainConfig:
     kl_weight: float = 3.0  # KL through the frozen head: B4 FID 40.3 (MSE only), 37.7 (1), 35.1 (3), 36.6 (10)
     kl_temp: float = 1.0
     seed: int = 0
+    rollout_tokens: str = "teacher"  # teacher | student: see the module docstring
     trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)
 
 
@@ -72,16 +80,48 @@ def pair_inputs(data: dict, img: torch.Tensor, s: torch.Tensor):
     return pos, new_tokens, valid, ratio, still_masked
 
 
-def shortcut_loss(shortcut, head, data, img, br, s, cfg: TrainConfig) -> torch.Tensor:
+def student_state(data, img, br, s, base, feature, tokens, gen, sm_temp: float):
+    """Commit, at the positions the teacher committed at step s, tokens sampled from the student's `feature`
+    through the frozen head; returns (new tokens of the committed positions as `pair_inputs` orders them,
+    the state after s, and the base model's feature recomputed on it: the student rollout's target)."""
+    pos, _, valid, _, _ = pair_inputs(data, img, s)
+    with torch.no_grad():
+        logits = base.head(feature).float() * sm_temp  # (b, L, vocab)
+        picked = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))
+        u = torch.rand(picked.shape, generator=gen).to(picked.device).clamp_(1e-20, 1.0)
+        sampled = (torch.log_softmax(picked, -1) - torch.log(-torch.log(u))).argmax(-1)  # Gumbel-max
+        sampled = sampled.masked_fill(~valid, 0)
+        tokens = tokens.clone()
+        rows = torch.arange(len(img), device=img.device)[:, None].expand_as(pos)
+        tokens[rows[valid], pos[valid]] = sampled[valid]
+        labels = data["labels"][img].to(tokens.device)
+        labels = torch.where(br == 1, torch.full_like(labels, base.num_classes), labels)  # branch 1: unconditional
+        _, target = base(tokens, labels)
+    return sampled, tokens, target.float()
+
+
+def shortcut_loss(shortcut, base, data, img, br, s, cfg: TrainConfig, gen: torch.Generator | None = None) -> torch.Tensor:
     feats = data["features"][img, br]  # (b, N, L, d)
     rows = torch.arange(len(img), device=img.device)
     f = feats[rows, s]
+    head = base.head
+    student = cfg.rollout_tokens == "student"
+    if student:  # the state before step s: tokens committed at earlier steps, the rest masked
+        order = data["order"][img]
+        state = torch.where(order < s[:, None], data["tokens"][img], torch.full_like(order, base.mask_id))
     total = 0.0
     for r in range(cfg.rollout):
         step = s + r
         pos, new_tokens, valid, ratio, masked = pair_inputs(data, img, step)
+        if student and r == 0:
+            state = torch.where(order <= step[:, None], data["tokens"][img], state)
+            target = feats[rows, step + 1]
+        elif student:
+            new_tokens, state, target = student_state(data, img, br, step, base, f.detach(), state, gen,
+                                                      cfg.trajectories.sm_temp)
+        else:
+            target = feats[rows, step + 1]
         f = shortcut(f, new_tokens, pos, ratio, valid)
-        target = feats[rows, step + 1]
         m = masked[..., None].float()
         denom = m.sum().clamp_min(1) * f.shape[-1]
         loss = cfg.mse_weight * ((f - target) ** 2 * m).sum() / denom
@@ -103,16 +143,16 @@ def train_shortcut(base, traj: Trajectories, sc_cfg: ShortcutConfig, cfg: TrainC
     dev = model_device(base)
     shortcut = Shortcut(sc_cfg, token_table(base), base.position_embedding()).to(dev)
     ema = copy.deepcopy(shortcut).requires_grad_(False)
-    head = base.head
     opt = torch.optim.AdamW(shortcut.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, 2 * cfg.steps // 3)], gamma=0.1)
     stream = traj.batches(cfg.batch_size, cfg.rollout, gen, device=dev)
+    roll_gen = torch.Generator().manual_seed(cfg.seed + 1)  # student rollout's token draws (teacher: unused)
     losses = []
     t = time.perf_counter()
     bar = progress(range(cfg.steps), desc=desc)
     for step in bar:
         data, img, br, s = next(stream)
-        loss = shortcut_loss(shortcut, head, data, img, br, s, cfg)
+        loss = shortcut_loss(shortcut, base, data, img, br, s, cfg, roll_gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
