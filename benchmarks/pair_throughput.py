@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     base = pretrained.load("mnist").base
     cfg = TrainConfig()
-    data = trajectories_for(base, cfg).load(0)
+    data = trajectories_for(base, cfg.trajectories).load(0)
     n, branches, steps = data["features"].shape[:3]
     net = Shortcut(ShortcutConfig(), token_table(base), base.position_embedding())
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr)
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
         img, br = torch.randint(0, n, (b,), generator=gen), torch.randint(0, branches, (b,), generator=gen)
         hi = steps - cfg.rollout
         s = torch.randint(0, hi, (b,), generator=gen) if mixed else torch.full((b,), int(torch.randint(0, hi, (1,), generator=gen)))
-        loss = shortcut_loss(net, base.head, data, img, br, s, cfg)
+        loss = shortcut_loss(net, base, data, img, br, s, cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()

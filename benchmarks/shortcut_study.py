@@ -87,13 +87,12 @@ def screen(args, raw, save) -> None:
     from ablate import methods, pretrained
     from ablate.sampling import SamplerConfig
     from ablate.shortcut.cache import trajectories_for
-    from ablate.shortcut.train import TrainConfig
     from ablate.shortcut.trajectories import TrajectoryConfig
 
     base = pretrained.load("mnist").base.eval()
     sampler = SamplerConfig(args.steps, args.cfg_w)
     held = TrajectoryConfig(cfg_w=args.cfg_w, **HELD_OUT)
-    val = trajectories_for(base, TrainConfig(trajectories=replace(held, r_temp=sampler.r_temp, sm_temp=sampler.sm_temp)))
+    val = trajectories_for(base, replace(held, r_temp=sampler.r_temp, sm_temp=sampler.sm_temp))
     for name, knobs in VARIANTS.items():
         if name in raw["screen"]:
             continue

@@ -19,9 +19,9 @@ def run(model, method, steps=6, budget=None, **knobs):
 
 
 def test_every_method_fills_every_position(tiny_model):
-    for method in methods.REGISTRY:
-        if method == "shortcut":
-            continue  # needs training: see test_shortcut.py
+    for method, cls in methods.REGISTRY.items():
+        if cls.learned:
+            continue  # trained or fitted first: test_shortcut.py, test_l2p_runs_from_its_fitted_store_entry
         budget = None if method == "vanilla" else 3
         out, acc = run(tiny_model, method, budget=budget)
         assert (out.tokens < tiny_model.mask_id).all(), method
@@ -108,6 +108,10 @@ def test_untrained_shortcut_equals_feature_cache(tiny_model):
         ("recap", {"margin": 0.5}, "margin"),
         ("shortcut", {"n_block": 5}, "n_block"),
         ("feature_cache", {"order": 1}, "knob"),
+        ("foca", {"history": 4}, "history"),
+        ("l2p", {"granularity": "pixel"}, "granularity"),
+        ("l2p", {"ridge": -1}, "ridge"),
+        ("ml_cache", {"masked_only": "sometimes"}, "masked_only"),
     ],
 )
 def test_bad_knobs(method, knobs, field):
@@ -170,3 +174,109 @@ def test_training_seed_is_a_knob_of_the_shortcut():
     """Claims can vary the shortcut's training seed as well as the sampling seed: a second seed is a second model."""
     a, b = methods.build("shortcut", steps=16, budget=4), methods.build("shortcut", steps=16, budget=4, train_seed=1)
     assert a.train_cfg.seed == 0 and b.train_cfg.seed == 1 and a.train_cfg != b.train_cfg
+
+
+class _At:
+    def __init__(self, step):
+        self.step = step
+
+
+def _curve(coef, t):
+    """A feature curve polynomial in the step index: sum_i coef[i] t^i (coef: list of tensors)."""
+    return sum(c * float(t) ** i for i, c in enumerate(coef))
+
+
+def test_foca_known_answers_with_uneven_gaps():
+    """N = 16, B = 3 puts the full steps at 0, 5, 11. On a line both the forecast and the calibrated forecast are
+    exact (after two full steps); on a quadratic (after three) the forecast misses by -Δ² c2 and the corrector
+    scales that error by exactly (1 + 2ω) / (2 (1 + ω)), ω = Δ / (t_k - t_{k-1})."""
+    from ablate.methods.foca import FoCa
+
+    g = torch.Generator().manual_seed(0)
+    quad = [torch.randn(2, 3, 4, generator=g, dtype=torch.float64) for _ in range(3)]
+    for calibrate in (True, False):
+        m = FoCa(steps=16, budget=3, knobs=FoCa.Knobs(calibrate=calibrate))
+        assert sorted(m.full) == [0, 5, 11]
+        m.begin(None, 1)
+        for t in (0, 5):
+            m.observe(_At(t), None, _curve(quad[:2], t))
+        for t in range(6, 11):
+            torch.testing.assert_close(m.forecast(float(t)), _curve(quad[:2], t))
+    plain, calib = FoCa(steps=16, budget=3, knobs=FoCa.Knobs(calibrate=False)), FoCa(steps=16, budget=3)
+    for m in (plain, calib):
+        m.begin(None, 1)
+        for t in (0, 5, 11):
+            m.observe(_At(t), None, _curve(quad, t))
+    for t in range(12, 16):
+        dt, w = t - 11, (t - 11) / 6
+        err = plain.forecast(float(t)) - _curve(quad, t)
+        torch.testing.assert_close(err, -(dt**2) * quad[2])
+        torch.testing.assert_close(calib.forecast(float(t)) - _curve(quad, t), err * (1 + 2 * w) / (2 * (1 + w)))
+
+
+@pytest.mark.parametrize("granularity", ["scalar", "channel"])
+def test_l2p_fit_is_exact_on_quadratic_trajectories(granularity):
+    """Least squares over trajectories that are quadratic in the step index finds the weights that reproduce
+    them exactly (three sources after the third full step, uneven gaps 0, 5, 11); the method predicts with them."""
+    from ablate.methods.l2p import L2P, fit
+
+    g = torch.Generator().manual_seed(0)
+    n, br, N, L, d = 6, 2, 16, 5, 4
+    coef = [torch.randn(n, br, 1, L, d, generator=g) for _ in range(3)]
+    t = torch.arange(N, dtype=torch.float32)[None, None, :, None, None]
+    feats = sum(c * t**i for i, c in enumerate(coef))
+    order = torch.full((n, L), N - 1)  # masked until the last step: every position counts
+    m = L2P(steps=16, budget=3, knobs=L2P.Knobs(granularity=granularity, ridge=0.0))
+    w = fit([(feats, order)], m.full, 16, history=3, granularity=granularity, ridge=0.0)
+    assert set(w) == set(range(16)) - {0, 5, 11}
+    assert w[13].shape == ((3,) if granularity == "scalar" else (3, d))
+    m.weights = w
+    m.begin(None, 1)
+    for s in (0, 5, 11):
+        m.observe(_At(s), None, feats[:, :, s])
+
+    class Head:
+        def head(self, f):
+            return f
+
+    for s in range(12, 16):
+        _, pred = m.skip_step(Head(), _At(s))
+        torch.testing.assert_close(pred, feats[:, :, s], rtol=1e-3, atol=1e-3)
+
+
+def test_l2p_runs_from_its_fitted_store_entry(tiny_model, tmp_path, monkeypatch):
+    """Fitted once on teacher trajectories of the tiny model (a store entry), then served from the store."""
+    monkeypatch.setenv("ABLATE_STORE", str(tmp_path / "store"))
+    logs = []
+    acc = methods.build("l2p", steps=6, budget=3, fit_images=8)
+    acc.prepare(tiny_model, log=logs.append)
+    assert any("fitting L2P" in line for line in logs)
+    out = MaskGITSampler(tiny_model, SamplerConfig(steps=6)).sample(LABELS, torch.Generator().manual_seed(0), acc)
+    assert (out.tokens < tiny_model.mask_id).all()
+    logs.clear()
+    again = methods.build("l2p", steps=6, budget=3, fit_images=8)
+    again.prepare(tiny_model, log=logs.append)
+    assert logs == [] and all(torch.equal(again.weights[t], acc.weights[t]) for t in acc.weights)
+
+
+def test_ml_cache_masked_only_recomputes_only_masked_positions(tiny_model):
+    seen = []
+    acc = methods.build("ml_cache", steps=6, budget=2, cache_ratio=0.5, masked_only=True)
+    choose = acc.choose
+
+    def spy(state):
+        pos = choose(state)
+        mask = state.mask.repeat(state.branches, 1)
+        seen.append((mask.gather(1, pos), mask.sum(1)))
+        return pos
+
+    acc.choose = spy
+    MaskGITSampler(tiny_model, SamplerConfig(steps=6)).sample(LABELS, torch.Generator().manual_seed(0), acc)
+    assert seen
+    for picked_masked, n_masked in seen:
+        k = picked_masked.shape[1]
+        # every chosen position is masked wherever the row has that many masked positions
+        assert (picked_masked.sum(1) == torch.clamp(n_masked, max=k)).all()
+    a, _ = run(tiny_model, "ml_cache", budget=2, cache_ratio=0.5)
+    b, _ = run(tiny_model, "ml_cache", budget=2, cache_ratio=0.5, masked_only=True)
+    assert not torch.equal(a.tokens, b.tokens)

@@ -258,3 +258,71 @@ def test_shortcut_trajectories_follow_the_sampler_guidance():
     before = m.train_cfg
     m.follow_sampler(SamplerConfig())
     assert m.train_cfg == before  # the default sampler is what the default shortcut was trained for
+
+
+def test_residual_shortcut_gets_at_sampling_exactly_its_training_pairs(tiny_model):
+    """At every skipped step the sampler hands the residual shortcut the first-order forecast from the last two
+    full steps, the tokens committed since the last full step with their positions, and the mask ratio; these
+    are what `residual_inputs` builds from the teacher trajectory of the same run. A spy returns the teacher's
+    own feature so the run follows vanilla step for step."""
+    from ablate import methods
+    from ablate.sampling import MaskGITSampler, SamplerConfig
+    from ablate.shortcut.train import forecast_sources, residual_inputs
+
+    steps, labels = 8, torch.tensor([0, 1, 2, 0])
+    n = len(labels)
+    sampler = MaskGITSampler(tiny_model, SamplerConfig(steps, cfg_w=1.0))
+    feats = []
+    ref = sampler.sample(labels, torch.Generator().manual_seed(5), hooks=[lambda st, out: feats.append(out.feature)])
+    acc = methods.build("residual_shortcut", steps=steps, budget=3)
+    skips = [t for t in range(steps) if t not in acc.full]
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, feature, new_tokens, new_positions, mask_ratio):
+            seen.append((feature, new_tokens, new_positions, mask_ratio))
+            return feats[skips[len(seen) - 1]]
+
+        def num_params(self):
+            return 0
+
+    acc.net = Spy()
+    out = sampler.sample(labels, torch.Generator().manual_seed(5), acc)
+    assert torch.equal(out.tokens, ref.tokens) and len(seen) == len(skips)
+    features = torch.stack(feats, 1).view(2, n, steps, *feats[0].shape[1:]).transpose(0, 1)  # (n, br, N, L, d)
+    data = {"features": features, "order": ref.order, "tokens": ref.tokens}
+    src = forecast_sources(acc.full, steps)
+    assert sorted(src) == skips
+    img, br = torch.arange(n).repeat(2), torch.arange(2).repeat_interleave(n)
+    for (feature, tokens, pos, ratio), t in zip(seen, skips):
+        forecast, want_pos, want_tokens, valid, want_ratio, _ = residual_inputs(data, img, br, torch.full((2 * n,), t), src)
+        assert valid.all()
+        torch.testing.assert_close(feature, forecast, rtol=1e-5, atol=1e-5)
+        assert torch.equal(pos, want_pos) and torch.equal(tokens, want_tokens), f"step {t}"
+        torch.testing.assert_close(ratio, want_ratio)
+
+
+def test_untrained_residual_shortcut_is_taylor(tiny_model):
+    from ablate import methods
+    from ablate.sampling import MaskGITSampler, SamplerConfig
+
+    sampler = MaskGITSampler(tiny_model, SamplerConfig(8))
+    acc = methods.build("residual_shortcut", steps=8, budget=3)
+    acc.net = Shortcut(acc.sc_cfg, tiny_model.tok_emb.weight, tiny_model.position_embedding()).eval()  # zero output
+    a = sampler.sample(torch.tensor([0, 1, 2]), torch.Generator().manual_seed(1), acc)
+    b = sampler.sample(torch.tensor([0, 1, 2]), torch.Generator().manual_seed(1), methods.build("taylor", steps=8, budget=3))
+    assert torch.equal(a.tokens, b.tokens)
+
+
+def test_residual_shortcut_trains_and_is_cached(tiny_model, tmp_path, monkeypatch):
+    from ablate import methods
+
+    monkeypatch.setenv("ABLATE_STORE", str(tmp_path / "store"))
+    acc = methods.build("residual_shortcut", steps=5, budget=2, traj_images=12, train_steps=60)
+    logs = []
+    acc.prepare(tiny_model, log=logs.append)
+    assert any("training residual shortcut" in line for line in logs)
+    assert acc.meta["stats"]["loss_last"] < acc.meta["stats"]["loss_first"]
+    logs.clear()
+    methods.build("residual_shortcut", steps=5, budget=2, traj_images=12, train_steps=60).prepare(tiny_model, log=logs.append)
+    assert logs == []

@@ -42,7 +42,7 @@ class Method:
     label: ClassVar[str] = ""  # how figures and tables name it
     color: ClassVar[str] = "#8c564b"
     marker: ClassVar[str] = "X"
-    rank: ClassVar[int] = 100  # order in tables and legends (vanilla 0)
+    rank: ClassVar[float] = 100  # order in tables and legends (vanilla 0)
     Knobs: ClassVar[type[Knobs]] = Knobs
     # True: cheap steps run the base model on some positions against cached K/V (forward(positions=,
     # kv_cache=, return_kv=)), which only a base with `supports_positions` offers (the native model).

@@ -22,7 +22,7 @@ from ablate.models.protocol import token_table
 from ablate.shortcut.model import Shortcut, ShortcutConfig
 from ablate.shortcut import train as training
 from ablate.shortcut.train import TrainConfig, train_shortcut
-from ablate.shortcut.trajectories import Trajectories, record
+from ablate.shortcut.trajectories import Trajectories, TrajectoryConfig, record
 
 WEIGHTS, META = "shortcut.safetensors", "meta.json"
 
@@ -41,12 +41,13 @@ def base_hash(base: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def trajectories_for(base, cfg: TrainConfig, log=print) -> Trajectories:
-    key = {"format": training.TRAINING_FORMAT, "base": base_hash(base), **asdict(cfg.trajectories)}
+def trajectories_for(base, cfg: TrajectoryConfig, log=print) -> Trajectories:
+    """The teacher trajectories of this config (a store entry, shared by every method that learns from them)."""
+    key = {"format": training.TRAINING_FORMAT, "base": base_hash(base), **asdict(cfg)}
 
     def build(folder: Path):
-        log(f"recording {cfg.trajectories.n_images} teacher trajectories (N_train={cfg.trajectories.steps}); cached after")
-        record(base, cfg.trajectories, folder)
+        log(f"recording {cfg.n_images} teacher trajectories (N_train={cfg.steps}); cached after")
+        record(base, cfg, folder)
 
     return Trajectories(store.get_or_build("trajectories", key, build, log=log))
 
@@ -88,10 +89,25 @@ def load_or_train(base, sc_cfg: ShortcutConfig, cfg: TrainConfig, checkpoint: Op
     key = {"format": training.TRAINING_FORMAT, "base": bh, "shortcut": asdict(sc_cfg), "train": train_key(cfg)}
 
     def build(folder: Path):
-        traj = trajectories_for(base, cfg, log)
+        traj = trajectories_for(base, cfg.trajectories, log)
         log(f"training shortcut {json.dumps(asdict(sc_cfg))} ({cfg.steps} steps); cached after")
         net, stats = train_shortcut(base, traj, sc_cfg, cfg)
         save(folder, net, {"format": training.TRAINING_FORMAT, "shortcut": asdict(sc_cfg), "train": asdict(cfg),
                            "base_hash": bh, "stats": stats})
 
     return load(store.get_or_build("shortcut", key, build, log=log), base)
+
+
+def load_or_train_residual(base, sc_cfg: ShortcutConfig, cfg: TrainConfig, full, log=print):
+    """The residual shortcut of one full-step schedule (trajectories of cfg.trajectories.steps = the sampler's N)."""
+    key = {"format": training.TRAINING_FORMAT, "base": base_hash(base), "shortcut": asdict(sc_cfg),
+           "train": train_key(cfg), "full": sorted(full)}
+
+    def build(folder: Path):
+        traj = trajectories_for(base, cfg.trajectories, log)
+        log(f"training residual shortcut for full steps {sorted(full)} ({cfg.steps} steps); cached after")
+        net, stats = training.train_residual(base, traj, sc_cfg, cfg, full)
+        save(folder, net, {"format": training.TRAINING_FORMAT, "shortcut": asdict(sc_cfg), "train": asdict(cfg),
+                           "full": sorted(full), "base_hash": base_hash(base), "stats": stats})
+
+    return load(store.get_or_build("residual_shortcut", key, build, log=log), base)

@@ -57,6 +57,17 @@ class TrainConfig:
     trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)
 
 
+def padded(selected: torch.Tensor, tokens: torch.Tensor):
+    """The selected positions of each row (b, L) bool, in increasing position order, padded to the largest count:
+    (positions, their tokens, valid), padding at position 0 with token 0 and valid False."""
+    counts = selected.sum(1)
+    k = int(counts.max())
+    pos = selected.float().argsort(dim=1, descending=True, stable=True)[:, :k]
+    valid = torch.arange(k, device=pos.device)[None, :] < counts[:, None]
+    pos = pos.masked_fill(~valid, 0)
+    return pos, tokens.gather(1, pos).masked_fill(~valid, 0), valid
+
+
 def pair_inputs(data: dict, img: torch.Tensor, s: torch.Tensor):
     """Teacher pairs at steps s -> s+1, one step per row (rows may sit at different steps).
 
@@ -67,14 +78,7 @@ def pair_inputs(data: dict, img: torch.Tensor, s: torch.Tensor):
     batch: see the module docstring.
     """
     order = data["order"][img]  # (b, L)
-    tokens = data["tokens"][img]
-    committed = order == s[:, None]
-    counts = committed.sum(1)
-    k = int(counts.max())
-    pos = committed.float().argsort(dim=1, descending=True, stable=True)[:, :k]
-    valid = torch.arange(k, device=pos.device)[None, :] < counts[:, None]
-    pos = pos.masked_fill(~valid, 0)
-    new_tokens = tokens.gather(1, pos).masked_fill(~valid, 0)
+    pos, new_tokens, valid = padded(order == s[:, None], data["tokens"][img])
     still_masked = order > s[:, None]
     ratio = still_masked.float().mean(1)
     return pos, new_tokens, valid, ratio, still_masked
@@ -100,6 +104,20 @@ def student_state(data, img, br, s, base, feature, tokens, gen, sm_temp: float):
     return sampled, tokens, target.float()
 
 
+def feature_loss(f, target, masked, head, cfg: TrainConfig) -> torch.Tensor:
+    """MSE over the positions still masked (whose logits sampling reads), plus KL through the frozen head."""
+    m = masked[..., None].float()
+    denom = m.sum().clamp_min(1) * f.shape[-1]
+    loss = cfg.mse_weight * ((f - target) ** 2 * m).sum() / denom
+    if cfg.kl_weight > 0:
+        t = cfg.kl_temp
+        p_teacher = F.log_softmax(head(target) / t, -1)
+        p_student = F.log_softmax(head(f) / t, -1)
+        kl = (p_teacher.exp() * (p_teacher - p_student)).sum(-1)
+        loss = loss + cfg.kl_weight * t * t * (kl * masked).sum() / masked.sum().clamp_min(1)
+    return loss
+
+
 def shortcut_loss(shortcut, base, data, img, br, s, cfg: TrainConfig, gen: torch.Generator | None = None) -> torch.Tensor:
     feats = data["features"][img, br]  # (b, N, L, d)
     rows = torch.arange(len(img), device=img.device)
@@ -122,16 +140,7 @@ def shortcut_loss(shortcut, base, data, img, br, s, cfg: TrainConfig, gen: torch
         else:
             target = feats[rows, step + 1]
         f = shortcut(f, new_tokens, pos, ratio, valid)
-        m = masked[..., None].float()
-        denom = m.sum().clamp_min(1) * f.shape[-1]
-        loss = cfg.mse_weight * ((f - target) ** 2 * m).sum() / denom
-        if cfg.kl_weight > 0:
-            t = cfg.kl_temp
-            p_teacher = F.log_softmax(head(target) / t, -1)
-            p_student = F.log_softmax(head(f) / t, -1)
-            kl = (p_teacher.exp() * (p_teacher - p_student)).sum(-1)
-            loss = loss + cfg.kl_weight * t * t * (kl * masked).sum() / masked.sum().clamp_min(1)
-        total = total + loss
+        total = total + feature_loss(f, target, masked, head, cfg)
     return total / cfg.rollout
 
 
@@ -142,23 +151,33 @@ def train_shortcut(base, traj: Trajectories, sc_cfg: ShortcutConfig, cfg: TrainC
     gen = torch.Generator().manual_seed(cfg.seed)
     dev = model_device(base)
     shortcut = Shortcut(sc_cfg, token_table(base), base.position_embedding()).to(dev)
-    ema = copy.deepcopy(shortcut).requires_grad_(False)
-    opt = torch.optim.AdamW(shortcut.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, 2 * cfg.steps // 3)], gamma=0.1)
     stream = traj.batches(cfg.batch_size, cfg.rollout, gen, device=dev)
     roll_gen = torch.Generator().manual_seed(cfg.seed + 1)  # student rollout's token draws (teacher: unused)
+
+    def batch_loss():
+        data, img, br, s = next(stream)
+        return shortcut_loss(shortcut, base, data, img, br, s, cfg, roll_gen)
+
+    return optimise(shortcut, batch_loss, cfg, desc)
+
+
+def optimise(net, batch_loss, cfg: TrainConfig, desc: str):
+    """AdamW on `batch_loss()` for cfg.steps steps, lr x0.1 after two thirds, EMA of the weights: what every
+    learned feature predictor here trains with. Returns (EMA copy in eval mode, stats)."""
+    ema = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, 2 * cfg.steps // 3)], gamma=0.1)
     losses = []
     t = time.perf_counter()
     bar = progress(range(cfg.steps), desc=desc)
     for step in bar:
-        data, img, br, s = next(stream)
-        loss = shortcut_loss(shortcut, base, data, img, br, s, cfg, roll_gen)
+        loss = batch_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         with torch.no_grad():
-            for pe, p in zip(ema.parameters(), shortcut.parameters()):
+            for pe, p in zip(ema.parameters(), net.parameters()):
                 pe.lerp_(p, 1 - cfg.ema)
         losses.append(loss.item())
         if step % 50 == 0:
@@ -172,3 +191,57 @@ def train_shortcut(base, traj: Trajectories, sc_cfg: ShortcutConfig, cfg: TrainC
         "shortcut_params": ema.num_params(),
     }
     return ema, stats
+
+
+def forecast_sources(full, steps: int) -> dict[int, tuple[int, int]]:
+    """{skipped step t: (last full step before t, the one before it, or -1)} of a full-step schedule."""
+    full = sorted(full)
+    out = {}
+    for t in range(steps):
+        before = [s for s in full if s < t]
+        if t not in full and before:
+            out[t] = (before[-1], before[-2] if len(before) > 1 else -1)
+    return out
+
+
+def residual_inputs(data: dict, img, br, t, src: dict[int, tuple[int, int]]):
+    """Teacher pairs of the residual shortcut at skipped steps t (one per row, rows may differ).
+
+    Returns (forecast, positions, tokens, valid, mask ratio, masked): the first-order forecast of f(t) from the
+    teacher's features at the last two full steps before t (one: the cache), the positions committed since the
+    last full step (t_k <= order < t) with their tokens, padded per row as in `pair_inputs`, the mask ratio at
+    the start of t and the positions still masked then (whose logits sampling reads)."""
+    feats = data["features"][img, br]  # (b, N, L, d)
+    rows = torch.arange(len(img), device=img.device)
+    last = torch.tensor([src[int(x)][0] for x in t], device=t.device)
+    prev = torch.tensor([src[int(x)][1] for x in t], device=t.device)
+    f_k = feats[rows, last]
+    has_prev = prev >= 0
+    f_p = feats[rows, prev.clamp_min(0)]
+    slope = (f_k - f_p) / (last - prev).clamp_min(1)[:, None, None].to(f_k.dtype)
+    forecast = f_k + torch.where(has_prev[:, None, None], slope, torch.zeros_like(slope)) * (t - last)[:, None, None].to(f_k.dtype)
+    order = data["order"][img]
+    pos, new_tokens, valid = padded((order >= last[:, None]) & (order < t[:, None]), data["tokens"][img])
+    masked = order >= t[:, None]
+    return forecast, pos, new_tokens, valid, masked.float().mean(1), masked
+
+
+def train_residual(base, traj: Trajectories, sc_cfg: ShortcutConfig, cfg: TrainConfig, full, desc="residual shortcut"):
+    """The residual shortcut of a schedule: f(t) = forecast(t) + g(forecast(t), tokens since the last full step,
+    mask ratio), trained on every skipped step of `full` (no chain: each skipped step starts from its forecast)."""
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    dev = model_device(base)
+    net = Shortcut(sc_cfg, token_table(base), base.position_embedding()).to(dev)
+    src = forecast_sources(full, traj.cfg.steps)
+    skips = torch.tensor(sorted(src))
+    stream = traj.batches(cfg.batch_size, 1, gen, device=dev)
+
+    def batch_loss():
+        data, img, br, _ = next(stream)
+        t = skips[torch.randint(0, len(skips), (len(img),), generator=gen)].to(img.device)
+        forecast, pos, tokens, valid, ratio, masked = residual_inputs(data, img, br, t, src)
+        target = data["features"][img, br][torch.arange(len(img), device=img.device), t]
+        return feature_loss(net(forecast, tokens, pos, ratio, valid), target, masked, base.head, cfg)
+
+    return optimise(net, batch_loss, cfg, desc)
