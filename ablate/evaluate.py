@@ -168,6 +168,12 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
     per_step = feature_error(st.vanilla_sampler(), labels[: cfg.feature_error_images], batch_seed(cfg.seed, 0), acc)
     latency = cost.median_ms_per_image(batch_times)
     flop_measures = flops.as_measures()
+    if acc.adaptive:  # full steps vary per batch: count the ones taken, not those of the 2-image FLOPs run
+        acc.full_taken = [f for f, n in out.full_counts for _ in range(n)]
+        f = sum(acc.full_taken) / len(acc.full_taken)
+        flop_measures["gflops_per_image"] = (f * flop_measures["gflops_full_step"]
+                                             + (acc.nominal_steps - f) * flop_measures["gflops_accel_step"])
+        measures["full_steps_mean"] = f
     measures.update(
         latency_ms_per_image=latency,
         images_per_s=1000.0 / latency,

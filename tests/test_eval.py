@@ -92,3 +92,13 @@ def test_paired_fidelity_against_the_unaccelerated_run(tiny_bundle):
     assert 0 < skip["psnr"] < 100
     sr = evaluate(EvalConfig(**base, method="step_reduction", budget=2))["measures"]
     assert not {"token_agreement", "psnr", "ssim", "paired_feature_dist"} & set(sr)
+
+
+def test_adaptive_policy_counts_the_full_steps_it_took(tiny_bundle):
+    """An adaptive method's FLOPs and ideal speedup come from the full steps taken in the generated batches,
+    not from a fixed budget: with a threshold above any surprise (S <= 1) only step 0 is full in every batch."""
+    m = evaluate(EvalConfig(dataset="digits", steps=4, budget=2, method="adaptive", knobs={"threshold": 1.5},
+                            n_samples=30, batch_size=15, seed=3))["measures"]
+    assert m["full_steps_mean"] == 1.0
+    assert m["gflops_per_image"] == pytest.approx(m["gflops_full_step"] + 3 * m["gflops_accel_step"])
+    assert m["ideal_speedup"] == pytest.approx(4 / (1 + 3 * m["accel_cost_ratio"]))

@@ -280,3 +280,24 @@ def test_ml_cache_masked_only_recomputes_only_masked_positions(tiny_model):
     a, _ = run(tiny_model, "ml_cache", budget=2, cache_ratio=0.5)
     b, _ = run(tiny_model, "ml_cache", budget=2, cache_ratio=0.5, masked_only=True)
     assert not torch.equal(a.tokens, b.tokens)
+
+
+def test_adaptive_policy_extremes_and_calibration(tiny_model, tmp_path, monkeypatch):
+    """Threshold 0: every step is full (vanilla's tokens); above 1: only step 0. The calibrated threshold gives
+    the calibration batch exactly B full steps, and is a store entry."""
+    van, _ = run(tiny_model, "vanilla")
+    every, _ = run(tiny_model, "adaptive", budget=3, threshold=0.0)
+    assert every.full_steps == list(range(6)) and torch.equal(every.tokens, van.tokens)
+    once, _ = run(tiny_model, "adaptive", budget=3, threshold=1.5)
+    assert once.full_steps == [0]
+    monkeypatch.setenv("ABLATE_STORE", str(tmp_path / "store"))
+    acc = methods.build("adaptive", steps=6, budget=3, calib_images=6, calib_seed=4)
+    acc.follow_sampler(SamplerConfig(steps=6))
+    logs = []
+    acc.prepare(tiny_model, log=logs.append)
+    assert any("calibrating" in line for line in logs) and 0 < acc.threshold < 1
+    from ablate.sampling.sampler import balanced_labels
+
+    out = MaskGITSampler(tiny_model, SamplerConfig(steps=6)).sample(
+        balanced_labels(6, tiny_model.num_classes), torch.Generator().manual_seed(4), acc)
+    assert len(out.full_steps) == 3

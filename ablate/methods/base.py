@@ -49,6 +49,9 @@ class Method:
     position_level: ClassVar[bool] = False
     # True: the method has weights of its own to load or train before sampling (`prepare`).
     learned: ClassVar[bool] = False
+    # True: which steps are full is decided while sampling, so the number of full steps varies per batch; a
+    # trial then counts FLOPs and the ideal speedup from the full steps actually taken.
+    adaptive: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)

@@ -76,6 +76,7 @@ class SampleOutput:
     tokens: torch.Tensor  # (B, L) final tokens
     order: torch.Tensor  # (B, L) step at which each position was committed
     full_steps: list[int] = field(default_factory=list)
+    full_counts: list[tuple[int, int]] = field(default_factory=list)  # generate(): (full steps, images) per batch
 
 
 Hook = Callable[[StepState, StepOutput], None]
@@ -173,7 +174,7 @@ class MaskGITSampler:
 
         batch_times, if given, receives (seconds, images) per batch: the latency measure's raw data.
         """
-        tokens, order, full = [], [], []
+        tokens, order, full, counts = [], [], [], []
         for j, start in enumerate(range(0, len(labels), batch_size)):
             gen = torch.Generator().manual_seed(batch_seed(seed, j))
             with Timer(self.device) as timer:  # CUDA events on a GPU, perf_counter on a CPU
@@ -183,7 +184,8 @@ class MaskGITSampler:
             tokens.append(out.tokens)
             order.append(out.order)
             full = out.full_steps
-        return SampleOutput(torch.cat(tokens), torch.cat(order), full)
+            counts.append((len(out.full_steps), len(out.tokens)))
+        return SampleOutput(torch.cat(tokens), torch.cat(order), full, counts)
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
