@@ -7,6 +7,7 @@ sampler, autocast): `eval`, `sample`, `train-shortcut`, the sweep's trials and t
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -51,6 +52,7 @@ class EvalConfig:
     base: Optional[str] = None  # None/"native": the dataset's MaskGIT; "hf:PATH": a transformers masked LM
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     amp: str = "auto"  # autocast on GPUs (not the precision measure): auto (bf16, else fp16) | fp32 | bf16 | fp16; CPU runs fp32
+    reuse_samples: bool = False  # keep each generated batch in the store; a larger run of the same trial reuses them
 
 
 def validate(cfg: EvalConfig) -> None:
@@ -155,7 +157,7 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
     # Warm-up (allocator, kernels), then every generation batch is timed.
     sampler.sample(labels[:2], torch.Generator().manual_seed(batch_seed(cfg.seed, 10**6)), acc)
     batch_times: list = []
-    out = sampler.generate(labels, cfg.seed, cfg.batch_size, acc, batch_times=batch_times)
+    out = _generate(st, batch_times)
     images, decode_s = cost.timed(bundle.decode, out.tokens.cpu())
 
     flops = cost.count_flops(
@@ -169,7 +171,7 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
     latency = cost.median_ms_per_image(batch_times)
     flop_measures = flops.as_measures()
     if acc.adaptive:  # full steps vary per batch: count the ones taken, not those of the 2-image FLOPs run
-        acc.full_taken = [f for f, n in out.full_counts for _ in range(n)]
+        acc.full_taken = [len(f) for f, n in out.batches for _ in range(n)]
         f = sum(acc.full_taken) / len(acc.full_taken)
         flop_measures["gflops_per_image"] = (f * flop_measures["gflops_full_step"]
                                              + (acc.nominal_steps - f) * flop_measures["gflops_accel_step"])
@@ -185,6 +187,7 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
         base_params=cost.num_params(base),
         accel_params=acc.num_params(),
         sample_seconds=sum(s for s, _ in batch_times),
+        sampled_images=sum(n for _, n in batch_times),  # fewer than n_samples where stored batches were reused
         quality_seconds=quality_s,
         feature_mse=_mean(per_step["feature_mse"]),
         feature_cos=_mean(per_step["feature_cos"]),
@@ -242,6 +245,42 @@ def quality_measures(st: Setup, images: torch.Tensor, tokens: torch.Tensor) -> d
         van_feats = feats if st.method.name == "vanilla" else quality.features(van_images, bundle, cfg.extractor, dev)
         m |= quality.paired(images, van_images, feats, van_feats, tokens, van_tokens)
     return m
+
+
+def _generate(st: Setup, batch_times: list):
+    """Every batch of the trial; with `reuse_samples`, batches already in the store (drawn by a smaller run of the
+    same trial: batch j always has seed (seed, j) and the same labels) are loaded instead of sampled again, and
+    new ones are stored. Only sampled batches are timed."""
+    cfg = st.cfg
+    if not cfg.reuse_samples:
+        return st.sampler.generate(st.labels, cfg.seed, cfg.batch_size, st.method, batch_times=batch_times)
+    from safetensors.torch import load_file, save_file
+
+    from ablate import store
+    from ablate.sampling.sampler import SampleOutput
+
+    trial = {k: v for k, v in asdict(cfg).items() if k not in ("n_samples", "reuse_samples")}
+    desc = {k: v for k, v in st.describe().items() if k != "versions"}
+    known, keys = {}, {}
+    for j, start in enumerate(range(0, cfg.n_samples, cfg.batch_size)):
+        keys[j] = {"trial": trial, "description": desc, "batch": j, "images": min(cfg.batch_size, cfg.n_samples - start)}
+        folder = store.lookup("sample_batches", keys[j])
+        if folder is not None:
+            d = load_file(str(folder / "batch.safetensors"))
+            known[j] = SampleOutput(d["tokens"], d["order"], json.loads((folder / "full.json").read_text()))
+    out = st.sampler.generate(st.labels, cfg.seed, cfg.batch_size, st.method, batch_times=batch_times, known=known)
+    for j, start in enumerate(range(0, cfg.n_samples, cfg.batch_size)):
+        if j in known:
+            continue
+        sl = slice(start, start + cfg.batch_size)
+
+        def build(folder: Path, sl=sl):
+            save_file({"tokens": out.tokens[sl].cpu().contiguous(), "order": out.order[sl].cpu().contiguous()},
+                      str(folder / "batch.safetensors"))
+            (folder / "full.json").write_text(json.dumps(out.batches[j][0]))
+
+        store.get_or_build("sample_batches", keys[j], build, log=lambda *_: None)
+    return out
 
 
 def vanilla_tokens(st: Setup, own: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -64,6 +64,16 @@ def seed_entry(kind: str, key: str) -> Optional[Path]:
     return None
 
 
+def lookup(kind: str, config: dict) -> Optional[Path]:
+    """The intact entry for `config` (shipped or in the store), or None; builds nothing."""
+    key = config_hash(config)[:20]
+    seeded = seed_entry(kind, key)
+    if seeded is not None:
+        return seeded
+    folder = root() / kind / key
+    return folder if _intact(folder) else None
+
+
 def get_or_build(kind: str, config: dict, build: Callable[[Path], None], log=print) -> Path:
     """The folder of the entry for `config`: a shipped seed, else the store's, built with `build(folder)`
     when absent or damaged."""

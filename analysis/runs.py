@@ -190,9 +190,18 @@ def load_runs(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[
     df = pd.DataFrame(rows)
     df["source"] = _source_labels(df)
     df["B"] = pd.to_numeric(df["B"], errors="coerce")
+    # A halving sweep also holds its trials' runs on fewer samples (lower rungs): FID is biased by the sample
+    # count, so tables and frontiers compare only runs on an experiment's largest count.
+    n = pd.to_numeric(df.get("n_samples"), errors="coerce") if "n_samples" in df else None
+    lower = 0
+    if n is not None:
+        low = n < n.groupby(df["source"]).transform("max")
+        lower = int(low.sum())
+        df = df[~low]
     cols = [c for c in META if c in df] + [c for c in df if c not in META]
     df = df[cols].sort_values(["source", "method", "B", "seed"], kind="stable").reset_index(drop=True)
     df.attrs["knobs"] = knob_names
+    df.attrs["lower_rung_runs"] = lower
     return df
 
 

@@ -36,19 +36,19 @@ from analysis.report import write_with_command  # noqa: E402
 from analysis.stats import ALPHA, half_width, paired_p  # noqa: E402
 
 # name -> the knobs it changes from the default (a sweep's shortcut knobs, so the winner ships as knobs).
-VARIANTS = {
+VARIANTS = {  # cheapest first, so that an interrupted study has screened the most variants
     "default": {},
-    "lr 1e-4 (paper)": {"lr": 1e-4},
-    "6,000 steps": {"train_steps": 6000},
-    "3,600 trajectories": {"traj_images": 3600},
-    "FFN ratio 4 (paper)": {"mlp_ratio": 4.0},
-    "full width (r = 1)": {"bottleneck": 1},
-    "2 blocks": {"n_block": 2},
     "MSE only (KL 0)": {"kl_weight": 0.0},
     "KL 10": {"kl_weight": 10.0},
+    "lr 1e-4 (paper)": {"lr": 1e-4},
+    "FFN ratio 4 (paper)": {"mlp_ratio": 4.0},
     "rollout 3": {"rollout": 3},
     "student rollout": {"rollout_tokens": "student"},
+    "full width (r = 1)": {"bottleneck": 1},
+    "2 blocks": {"n_block": 2},
     "rollout 3, student": {"rollout": 3, "rollout_tokens": "student"},
+    "6,000 steps": {"train_steps": 6000},
+    "3,600 trajectories": {"traj_images": 3600},
 }
 FINALISTS = 3  # besides the default
 HELD_OUT = {"n_images": 200, "seed": 999}

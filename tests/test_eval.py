@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from ablate.cli import main
 from ablate.evaluate import EvalConfig, evaluate
@@ -102,3 +103,15 @@ def test_adaptive_policy_counts_the_full_steps_it_took(tiny_bundle):
     assert m["full_steps_mean"] == 1.0
     assert m["gflops_per_image"] == pytest.approx(m["gflops_full_step"] + 3 * m["gflops_accel_step"])
     assert m["ideal_speedup"] == pytest.approx(4 / (1 + 3 * m["accel_cost_ratio"]))
+
+
+def test_a_larger_run_reuses_the_batches_a_smaller_one_drew(tiny_bundle):
+    """With reuse_samples, a trial on more samples loads the batches its smaller run stored and samples only the
+    new ones; its images are exactly those of a fresh run of that size (batch j: seed (seed, j), same labels)."""
+    base = dict(dataset="digits", steps=4, budget=2, method="taylor", batch_size=15, seed=2)
+    small = evaluate(EvalConfig(**base, n_samples=30, reuse_samples=True))["measures"]
+    big = evaluate(EvalConfig(**base, n_samples=60, reuse_samples=True), keep_images=True)
+    fresh = evaluate(EvalConfig(**base, n_samples=60), keep_images=True)
+    assert small["sampled_images"] == 30 and big["measures"]["sampled_images"] == 30
+    assert fresh["measures"]["sampled_images"] == 60
+    assert torch.equal(big["images"], fresh["images"]) and big["measures"]["fid"] == fresh["measures"]["fid"]

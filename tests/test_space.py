@@ -1,5 +1,6 @@
 """Search spaces: every shipped YAML validates; malformed ones fail with one line naming the field."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,44 @@ def test_optuna_budget_within_steps(tmp_path):
     path.write_text("name: o\nsteps: 8\nsearch: optuna\noptuna: {budget: {int: [2, 12]}}\n")
     with pytest.raises(AblateError, match=r"^optuna\.budget: must be integers within 1\.\.8"):
         load_space(path)
+
+
+HALVING = """
+name: h
+steps: 8
+eval: {{n_samples: 40, batch_size: 10}}
+search: halving
+{halving}
+grid:
+  - method: feature_cache
+    budget: [2, 3]
+"""
+
+
+@pytest.mark.parametrize("halving,field", [
+    ("", "halving"),
+    ("halving: {rungs: [20, 10, 40]}", "halving.rungs"),
+    ("halving: {rungs: [10, 20]}", "halving.rungs"),
+    ("halving: {rungs: [15, 40]}", "halving.rungs"),
+    ("halving: {rungs: [10, 40], eta: 1}", "halving.eta"),
+])
+def test_bad_halving_settings_fail_with_one_line(tmp_path, halving, field):
+    path = tmp_path / "h.yaml"
+    path.write_text(HALVING.format(halving=halving))
+    with pytest.raises(AblateError, match=f"^{re.escape(field)}:"):
+        load_space(path)
+
+
+def test_halving_promotes_whole_fronts_then_the_most_spread():
+    from ablate.sweep.halving import pareto_ranks, promote
+
+    # (fid min, speedup max): a, b, c non-dominated; d dominated by b; e dominated by everything
+    res = [("a", {"fid": 10, "speedup": 1}), ("b", {"fid": 12, "speedup": 3}), ("c", {"fid": 20, "speedup": 4}),
+           ("d", {"fid": 13, "speedup": 2.5}), ("e", {"fid": 30, "speedup": 0.5})]
+    objectives = [("fid", "min"), ("speedup", "max")]
+    pts = [(m["fid"], -m["speedup"]) for _, m in res]
+    assert pareto_ranks(pts) == [0, 0, 0, 1, 2]
+    assert promote(res, objectives, eta=2) == ["a", "b", "c"]  # keep 3: the whole first front
+    assert promote(res, objectives, eta=1.5) == ["a", "b", "c", "d"]
+    assert set(promote(res, objectives, eta=2.5)) == {"a", "c"}  # keep 2 of the front: its two ends
+    assert promote(res + [("f", {"fid": float("nan"), "speedup": 9})], objectives, eta=6) == ["a"]

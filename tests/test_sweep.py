@@ -219,3 +219,60 @@ def test_optuna_multi_objective_sweep(tmp_path):
         assert 2 <= int(r.data.params["budget"]) <= 5 and r.data.params["knobs.order"] in {"0", "1", "2"}
         assert {"fid", "speedup_flops"} <= set(r.data.metrics)
     assert any(r.data.params["method"] == "vanilla" for r in children)  # the reference for speedups
+
+
+HALVING = """
+name: {name}
+dataset: mnist
+steps: 6
+eval: {{n_samples: 40, batch_size: 20, seeds: [0]}}
+resources: {{cpu: 1}}
+search: halving
+halving: {{rungs: [20, 40], eta: 2}}
+objectives: [{{metric: fid, mode: min}}, {{metric: speedup_flops, mode: max}}]
+grid:
+  - method: feature_cache
+    budget: [2, 3]
+  - method: taylor
+    budget: [2, 3]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_halving_sweep_resumes_without_redoing_a_finished_rung(tmp_path):
+    """Killed in its first rung and resumed: every configuration ran once on 20 samples, the best half (Pareto
+    rank within the rung) once more on 40, reusing their first batch; no (trial, rung) has two FINISHED runs."""
+    space = write_space(tmp_path, HALVING.format(name="halving"))
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", str(space), "--max-concurrent", "1"],
+                            env=sweep_env(tmp_path), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline:  # kill the driver once the reference and one rung-1 trial are done
+        time.sleep(2)
+        if (tmp_path / "runs" / "mlflow.db").exists():
+            _, runs = runs_of(uri, "halving")
+            if sum(r.info.status == "FINISHED" and r.data.tags.get("ablate.role") == "trial" for r in runs) >= 2:
+                break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    out = run_cli(["sweep", str(space), "--resume"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    _, runs = runs_of(uri, "halving")
+    trials = [r for r in runs if r.data.tags.get("ablate.role") == "trial" and r.info.status == "FINISHED"]
+    keys = [r.data.tags["ablate.trial_key"] for r in trials]
+    assert len(keys) == len(set(keys))  # no finished rung ran twice
+    by_n = {}
+    for r in trials:
+        by_n.setdefault(r.data.params["n_samples"], []).append(r)
+    rung1 = sorted(r.info.run_name for r in by_n["20"])
+    assert rung1 == ["feature_cache-N6-B2", "feature_cache-N6-B3", "taylor-N6-B2", "taylor-N6-B3"]
+    rung2 = [r for r in by_n["40"] if r.info.run_name != "vanilla-N6"]
+    assert len(rung2) == 2 and {r.info.run_name for r in rung2} <= set(rung1)
+    assert all(r.data.metrics["sampled_images"] == 20 for r in rung2)  # the first batch came from rung 1
+    # the promoted pair is the one promote() picks from the rung's numbers
+    from ablate.sweep.halving import promote
+
+    res = [(r.info.run_name, dict(r.data.metrics)) for r in by_n["20"]]
+    assert sorted(promote(res, [("fid", "min"), ("speedup_flops", "max")], 2)) == sorted(r.info.run_name for r in rung2)

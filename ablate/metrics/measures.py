@@ -41,6 +41,7 @@ MEASURES: dict[str, Measure] = {
     "fid_train": Measure("FID against the training split", "", "min", 2, "FID train"),
     "fid_held_out": Measure("FID against the held-out split", "", "min", 2, "FID held-out"),
     "floor_fid": Measure("FID of real images (floor)", "", "min", 2, "floor FID"),
+    "sampled_images": Measure("Images sampled by this run", "", "min", 0, "sampled"),
     "full_steps_mean": Measure("Full steps taken (mean)", "", "min", 2, "full steps"),
     "params": Measure("Params", "", "min", 0, "params"),
     "shortcut_params": Measure("Shortcut params", "", "min", 0, "params"),

@@ -76,7 +76,7 @@ class SampleOutput:
     tokens: torch.Tensor  # (B, L) final tokens
     order: torch.Tensor  # (B, L) step at which each position was committed
     full_steps: list[int] = field(default_factory=list)
-    full_counts: list[tuple[int, int]] = field(default_factory=list)  # generate(): (full steps, images) per batch
+    batches: list[tuple[list[int], int]] = field(default_factory=list)  # generate(): (full steps, images) per batch
 
 
 Hook = Callable[[StepState, StepOutput], None]
@@ -169,23 +169,28 @@ class MaskGITSampler:
         method: Optional["Method"] = None,
         hooks: Iterable[Hook] = (),
         batch_times: Optional[list] = None,
+        known: Optional[dict] = None,
     ) -> SampleOutput:
         """Sample for all `labels` in batches; batch j draws its noise from seed (seed, j).
 
-        batch_times, if given, receives (seconds, images) per batch: the latency measure's raw data.
+        batch_times, if given, receives (seconds, images) per sampled batch: the latency measure's raw data.
+        known: {j: SampleOutput} batches drawn before (the same seed, labels and method), used instead of sampling.
         """
-        tokens, order, full, counts = [], [], [], []
+        tokens, order, full, batches = [], [], [], []
         for j, start in enumerate(range(0, len(labels), batch_size)):
-            gen = torch.Generator().manual_seed(batch_seed(seed, j))
-            with Timer(self.device) as timer:  # CUDA events on a GPU, perf_counter on a CPU
-                out = self.sample(labels[start : start + batch_size], gen, method, hooks)
-            if batch_times is not None:
-                batch_times.append((timer.seconds, len(out.tokens)))
-            tokens.append(out.tokens)
-            order.append(out.order)
+            if known and j in known:
+                out = known[j]
+            else:
+                gen = torch.Generator().manual_seed(batch_seed(seed, j))
+                with Timer(self.device) as timer:  # CUDA events on a GPU, perf_counter on a CPU
+                    out = self.sample(labels[start : start + batch_size], gen, method, hooks)
+                if batch_times is not None:
+                    batch_times.append((timer.seconds, len(out.tokens)))
+            tokens.append(out.tokens.to(self.device))
+            order.append(out.order.to(self.device))
             full = out.full_steps
-            counts.append((len(out.full_steps), len(out.tokens)))
-        return SampleOutput(torch.cat(tokens), torch.cat(order), full, counts)
+            batches.append((list(out.full_steps), len(out.tokens)))
+        return SampleOutput(torch.cat(tokens), torch.cat(order), full, batches)
 
 
 def batch_seed(seed: int, batch_index: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import time
 from dataclasses import asdict
@@ -125,13 +126,18 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
               dry_run: bool = False) -> dict:
     seed0 = space.eval.seeds[0]
     reference = _reference_trial(space, seed0)
-    trials = [asdict(t) for t in grid_trials(space)] if space.search == "grid" else []
+    trials = [asdict(t) for t in grid_trials(space)] if space.search in ("grid", "halving") else []
     keys = {trial_key(t) for t in trials}
     for ref in reversed([_reference_trial(space, s) for s in space.eval.seeds]):
         if trial_key(ref) not in keys:
             trials.insert(0, ref)
     if dry_run:
         print_table(trials)
+        if space.search == "halving":
+            h = space.halving
+            print(f"halving: every trial first on {h.rungs[0]} samples, then the best 1/{h.eta:g} of each rung "
+                  f"(Pareto rank on {', '.join(o.metric for o in space.objectives)}) on "
+                  + ", then ".join(str(n) for n in h.rungs[1:]))
         if space.search == "optuna":
             print(f"+ {space.optuna.num_samples} Optuna trials of {space.optuna.method} "
                   f"(objectives: {', '.join(o.metric + ' ' + o.mode for o in space.objectives)})")
@@ -171,6 +177,11 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
             raise AblateError("sweep: the vanilla reference trial failed; see its FAILED run in MLflow")
         ref_measures = dict(done[ref_key].data.metrics)
         # Phase 2: everything else.
+        if space.search == "halving":
+            refs_all = {trial_key(_reference_trial(space, s)) for s in space.eval.seeds}
+            _halving(space, [t for t in trials if trial_key(t) not in refs_all], tracker, parent, logger,
+                     ref_measures, max_concurrent)
+            trials = []
         todo = [t for t in trials if trial_key(t) not in done]
         if todo:
             _tune(space, {"trial": _grid(todo), "reference": ref_measures}, logger, max_concurrent,
@@ -232,3 +243,46 @@ def _optuna(space: SearchSpace, tracker, parent, logger, ref_measures, reference
                    "knobs": {k: dist(v) for k, v in o.knobs.items()}}
     _tune(space, param_space, logger, max_concurrent, f"{space.name}-optuna", search_alg=searcher,
           num_samples=remaining)
+
+
+def rung_trial(trial: dict, n: int) -> dict:
+    """The trial at a rung's sample count, storing its batches so that its larger runs draw only the new ones."""
+    return dict(trial, n_samples=n, reuse_samples=True)
+
+
+def _halving(space: SearchSpace, trials: list[dict], tracker, parent, logger, ref_measures, max_concurrent):
+    """Rung by rung: run the rung's trials (those already FINISHED in this sweep are kept, so --resume redoes no
+    finished rung), then promote within the rung (sweep/halving.py). A configuration's seeds move together:
+    promotion compares seed means of the rung's measures."""
+    from ablate.sweep.halving import promote
+
+    h = space.halving
+    objectives = [(o.metric, o.mode) for o in space.objectives]
+
+    def config_of(t):  # the configuration a trial belongs to, whatever its seed
+        return json.dumps({k: v for k, v in t.items() if k != "seed"}, sort_keys=True, default=str)
+
+    configs: dict[str, list[dict]] = {}
+    for t in trials:
+        configs.setdefault(config_of(t), []).append(t)
+    alive = list(configs)
+    for i, n in enumerate(h.rungs):
+        rung = [rung_trial(t, n) for c in alive for t in configs[c]]
+        done = tracker.finished_children(parent)
+        todo = [t for t in rung if trial_key(t) not in done]
+        print(f"halving rung {i + 1}/{len(h.rungs)}: {len(alive)} configurations x {len(space.eval.seeds)} seeds on "
+              f"{n} samples ({len(rung) - len(todo)} already finished)")
+        if todo:
+            _tune(space, {"trial": _grid(todo), "reference": ref_measures}, logger, max_concurrent,
+                  f"{space.name}-rung{i + 1}")
+            done = tracker.finished_children(parent)
+        if i == len(h.rungs) - 1:
+            break
+        results = []
+        for c in alive:
+            runs = [done.get(trial_key(rung_trial(t, n))) for t in configs[c]]
+            runs = [r for r in runs if r is not None]
+            if runs:  # a configuration whose every run failed goes no further
+                metrics = {m: sum(r.data.metrics.get(m, math.nan) for r in runs) / len(runs) for m, _ in objectives}
+                results.append((c, metrics))
+        alive = promote(results, objectives, h.eta)

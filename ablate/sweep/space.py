@@ -123,6 +123,21 @@ class OptunaSettings(_Strict):
     seed: int = 0
 
 
+class HalvingSettings(_Strict):
+    """Multi-fidelity search over sample counts: every grid trial runs on rungs[0] samples; at each rung the best
+    1/eta by Pareto rank (then crowding) within that rung go on to the next, keeping the samples they drew."""
+
+    rungs: list[int] = Field(min_length=2)
+    eta: float = Field(3.0, gt=1)
+
+    @field_validator("rungs")
+    @classmethod
+    def _increasing(cls, v):
+        if any(b <= a for a, b in zip(v, v[1:])) or v[0] < 2:
+            raise ValueError(f"must increase from at least 2, got {v}")
+        return v
+
+
 class SearchSpace(_Strict):
     name: str
     dataset: str = "mnist"
@@ -132,11 +147,12 @@ class SearchSpace(_Strict):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     sampler: SamplerSettings = Field(default_factory=SamplerSettings)
     resources: Resources = Field(default_factory=Resources)
-    search: Literal["grid", "optuna"] = "grid"
+    search: Literal["grid", "optuna", "halving"] = "grid"
     objectives: list[Objective] = Field(default_factory=lambda: [Objective(metric="fid", mode="min")], min_length=1)
     references: list[int] = Field(default_factory=list, description="vanilla step counts run as references")
     grid: list[GridBlock] = Field(default_factory=list)
     optuna: Optional[OptunaSettings] = None
+    halving: Optional[HalvingSettings] = None
 
     @field_validator("dataset")
     @classmethod
@@ -189,8 +205,17 @@ class SearchSpace(_Strict):
 
     @model_validator(mode="after")
     def _search_has_space(self):
-        if self.search == "grid" and not self.grid:
-            raise ValueError("grid: empty grid (search: grid needs at least one block)")
+        if self.search in ("grid", "halving") and not self.grid:
+            raise ValueError(f"grid: empty grid (search: {self.search} needs at least one block)")
+        if self.search == "halving":
+            if self.halving is None:
+                raise ValueError("halving: search: halving needs a halving section (rungs, eta)")
+            r = self.halving.rungs
+            if r[-1] != self.eval.n_samples:
+                raise ValueError(f"halving.rungs: the last rung must be eval.n_samples ({self.eval.n_samples}), got {r[-1]}")
+            if any(n % self.eval.batch_size for n in r[:-1]):
+                raise ValueError(f"halving.rungs: every rung but the last must be a multiple of eval.batch_size "
+                                 f"({self.eval.batch_size}), so a promoted trial keeps whole batches")
         if self.search == "optuna" and self.optuna is None:
             raise ValueError("optuna: search: optuna needs an optuna section")
         if self.optuna is not None:
@@ -285,7 +310,7 @@ def load_space(path: Union[str, Path], device: Optional[str] = None) -> SearchSp
         loc = _loc(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         raise AblateError(f"{loc}: {msg}" if loc else msg) from None
-    if space.search == "grid":
+    if space.search in ("grid", "halving"):
         grid_trials(space)  # budgets, knobs and methods checked now, before anything runs
     return space
 

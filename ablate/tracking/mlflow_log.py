@@ -86,7 +86,7 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 # Trial fields added after sweeps were first run: left out of the key at their defaults, so a sweep
 # started before them still resumes.
-_KEY_DEFAULTS = {"base": None, "device": "cpu", "amp": "auto"}
+_KEY_DEFAULTS = {"base": None, "device": "cpu", "amp": "auto", "reuse_samples": False}
 
 
 def trial_key(trial: dict) -> str:
