@@ -114,6 +114,19 @@ def test_malformed_space_creates_no_run(tmp_path, text, field):
     assert not (tmp_path / "runs").exists()
 
 
+def kill_after_finished(proc, tmp_path, uri, experiment, n, timeout=600):
+    """SIGKILL the sweep driver's process group once n trial runs of `experiment` are FINISHED."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(2)
+        if (tmp_path / "runs" / "mlflow.db").exists():
+            _, runs = runs_of(uri, experiment)
+            if sum(r.info.status == "FINISHED" and r.data.tags.get("ablate.role") == "trial" for r in runs) >= n:
+                break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.slow
 def test_resume_after_kill(tmp_path):
     grid = "  - method: feature_cache\n    budget: [2, 3]\n  - method: taylor\n    budget: [2, 3]\n"
@@ -122,15 +135,7 @@ def test_resume_after_kill(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", str(space), "--max-concurrent", "1"],
                             env=sweep_env(tmp_path), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline:  # kill the driver once two trials are done
-        time.sleep(2)
-        if (tmp_path / "runs" / "mlflow.db").exists():
-            _, runs = runs_of(uri, "resume")
-            if sum(r.info.status == "FINISHED" and r.data.tags.get("ablate.role") == "trial" for r in runs) >= 2:
-                break
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_finished(proc, tmp_path, uri, "resume", 2)
     out = run_cli(["sweep", str(space), "--resume"], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     _, runs = runs_of(uri, "resume")
@@ -248,15 +253,7 @@ def test_halving_sweep_resumes_without_redoing_a_finished_rung(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", str(space), "--max-concurrent", "1"],
                             env=sweep_env(tmp_path), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline:  # kill the driver once the reference and one rung-1 trial are done
-        time.sleep(2)
-        if (tmp_path / "runs" / "mlflow.db").exists():
-            _, runs = runs_of(uri, "halving")
-            if sum(r.info.status == "FINISHED" and r.data.tags.get("ablate.role") == "trial" for r in runs) >= 2:
-                break
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_finished(proc, tmp_path, uri, "halving", 2)  # the reference and one rung-1 trial
     out = run_cli(["sweep", str(space), "--resume"], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     _, runs = runs_of(uri, "halving")

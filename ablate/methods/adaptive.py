@@ -20,6 +20,7 @@ import torch
 from pydantic import Field
 
 from ablate.methods.base import Knobs, Method
+from ablate.methods.taylor import first_order
 
 
 class Adaptive(Method):
@@ -66,11 +67,7 @@ class Adaptive(Method):
         self.mask_at_full = state.mask.clone()
 
     def skip_step(self, model, state):
-        if len(self.fs) < 2:
-            feature = self.fs[-1]
-        else:
-            (tp, tk), (fp, fk) = self.ts, self.fs
-            feature = fk + (fk - fp) * ((state.step - tk) / (tk - tp))
+        feature = first_order(self.ts, self.fs, state.step)
         return model.head(feature), feature
 
     # -- calibration ----------------------------------------------------------------------------

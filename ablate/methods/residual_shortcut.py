@@ -18,6 +18,7 @@ from dataclasses import replace
 from pydantic import Field
 
 from ablate.methods.base import Knobs, Method
+from ablate.methods.taylor import first_order
 
 
 class ResidualShortcut(Method):
@@ -68,12 +69,6 @@ class ResidualShortcut(Method):
         self.ts, self.fs = (self.ts + [state.step])[-2:], (self.fs + [feature])[-2:]
         self.mask_at_full = state.mask.clone()  # masked before this full step commits
 
-    def forecast(self, t: int):
-        if len(self.fs) < 2:
-            return self.fs[-1]
-        (tp, tk), (fp, fk) = self.ts, self.fs
-        return fk + (fk - fp) * ((t - tk) / (tk - tp))
-
     def skip_step(self, model, state):
         since = self.mask_at_full & ~state.mask  # committed at t_k .. t-1
         k = int(since[0].sum())  # every row commits the schedule's count
@@ -81,7 +76,7 @@ class ResidualShortcut(Method):
         tokens = state.tokens.gather(1, pos)
         ratio = state.mask.float().mean(1)
         r = state.branches
-        feature = self.net(self.forecast(state.step), tokens.repeat(r, 1), pos.repeat(r, 1), ratio.repeat(r))
+        feature = self.net(first_order(self.ts, self.fs, state.step), tokens.repeat(r, 1), pos.repeat(r, 1), ratio.repeat(r))
         return model.head(feature), feature
 
     def num_params(self) -> int:

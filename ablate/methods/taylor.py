@@ -14,6 +14,15 @@ from pydantic import Field
 from ablate.methods.base import Knobs, Method
 
 
+def first_order(ts: list[int], fs: list, t: int):
+    """Taylor's order-1 forecast at t from the last two full steps (times ts, features fs); one: the cache.
+    Shared by the methods that start from it (adaptive, residual_shortcut)."""
+    if len(fs) < 2:
+        return fs[-1]
+    (tp, tk), (fp, fk) = ts[-2:], fs[-2:]
+    return fk + (fk - fp) * ((t - tk) / (tk - tp))
+
+
 class Taylor(Method):
     name = "taylor"
     label = "Taylor"
