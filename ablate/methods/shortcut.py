@@ -35,7 +35,8 @@ class ShortcutMethod(Method):
         bottleneck: int = Field(2, ge=1, description="width ratio r: the shortcut works at width d/r")
         time_embed: bool = Field(True, description="scale/shift from the mask ratio")
         mlp_ratio: float = Field(2.0, gt=0, description="FFN hidden width over the block width (the paper: 4)")
-        train_steps: int = Field(2000, ge=1, description="optimiser steps of its training")
+        train_steps: int = Field(6000, ge=1, description="optimiser steps of its training (6,000: chosen by the "
+                                                         "study in results/shortcut_study_N16_B4)")
         lr: float = Field(2e-3, gt=0, le=1, description="AdamW learning rate (x0.1 after two thirds of the steps)")
         rollout: int = Field(2, ge=1, description="steps the shortcut is chained on its own predictions in training")
         rollout_tokens: Literal["teacher", "student"] = Field(

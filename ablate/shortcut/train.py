@@ -43,7 +43,7 @@ TRAINING_FORMAT = 2
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 2000
+    steps: int = 6000
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-2
