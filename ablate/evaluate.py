@@ -188,6 +188,7 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
         accel_params=acc.num_params(),
         sample_seconds=sum(s for s, _ in batch_times),
         sampled_images=sum(n for _, n in batch_times),  # fewer than n_samples where stored batches were reused
+        **prefix_seconds(batch_times, cfg.n_samples),
         quality_seconds=quality_s,
         feature_mse=_mean(per_step["feature_mse"]),
         feature_cos=_mean(per_step["feature_cos"]),
@@ -209,6 +210,22 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
     if keep_images:
         result["images"], result["labels"] = images, labels
     return result
+
+
+def prefix_seconds(batch_times: list, n_samples: int) -> dict:
+    """Sampling seconds of the first 500 / 1,000 images (`sample_seconds_n500`, ...): what a smaller run of the
+    same trial costs, for replaying searches over sample counts. Only when every batch was sampled here."""
+    if sum(n for _, n in batch_times) != n_samples:
+        return {}
+    out = {}
+    for n in PREFIXES:
+        if n < n_samples:
+            seen, secs = 0, 0.0
+            for s, k in batch_times:
+                secs += s * max(0, min(k, n - seen)) / k
+                seen += k
+            out[f"sample_seconds_n{n}"] = secs
+    return out
 
 
 def quality_measures(st: Setup, images: torch.Tensor, tokens: torch.Tensor) -> dict:

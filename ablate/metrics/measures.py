@@ -41,6 +41,8 @@ MEASURES: dict[str, Measure] = {
     "fid_train": Measure("FID against the training split", "", "min", 2, "FID train"),
     "fid_held_out": Measure("FID against the held-out split", "", "min", 2, "FID held-out"),
     "floor_fid": Measure("FID of real images (floor)", "", "min", 2, "floor FID"),
+    "sample_seconds_n500": Measure("Sampling time of the first 500 samples", "s", "min", 1, "s@500"),
+    "sample_seconds_n1000": Measure("Sampling time of the first 1,000 samples", "s", "min", 1, "s@1k"),
     "sampled_images": Measure("Images sampled by this run", "", "min", 0, "sampled"),
     "full_steps_mean": Measure("Full steps taken (mean)", "", "min", 2, "full steps"),
     "params": Measure("Params", "", "min", 0, "params"),

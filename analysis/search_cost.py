@@ -1,0 +1,175 @@
+"""What a search strategy would have paid to find a frontier: grid, Optuna and halving replayed offline.
+
+A grid run once on the largest sample count, whose smaller sample counts are prefixes of the same images
+(`fid_n500`, `sample_seconds_n500`, ...), knows every answer every strategy could get and what it costs. The
+replay walks each strategy over that table in many random orders and seeds and records the hypervolume of the
+configurations measured on the largest count so far against the CPU-seconds spent: the same rule as the report,
+which draws frontiers from top-rung runs only.
+
+Costs: sampling seconds of the sample count reached (a promoted configuration pays only its new images: the
+batches it drew are reused), scoring seconds of each evaluation, and training seconds once per trained model
+(the store shares a shortcut between the configurations that use it). The vanilla reference every strategy
+runs first is left out of all three.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from analysis.pareto import hypervolume_2d, pareto_mask
+
+
+@dataclass
+class Config:
+    """One configuration of a space (every seed together), as measured by the grid."""
+
+    name: str
+    params: dict                       # what a search chooses: method, budget, knobs
+    values: dict[int, dict[str, float]]  # sample count -> seed-mean measures scored on that many images
+    cost: dict[int, float]             # sample count -> sampling + scoring seconds to reach it from nothing
+    train_key: Optional[str] = None    # a trained model it needs (paid once per key)
+    train_seconds: float = 0.0
+
+
+@dataclass
+class Trace:
+    """Cumulative CPU-seconds after each evaluation, and the top-count configurations known by then."""
+
+    cost: list[float] = field(default_factory=list)
+    top: list[tuple[str, ...]] = field(default_factory=list)
+
+
+class _Ledger:
+    def __init__(self, top_n: int):
+        self.top_n, self.spent, self.trained, self.at = top_n, 0.0, set(), {}
+        self.done: list[str] = []
+        self.trace = Trace()
+
+    def run(self, c: Config, n: int, fresh: bool = False) -> None:
+        """Bring c to n samples: new images, their scoring, and its model if not trained yet (`fresh`: draw every
+        image again, as a search that asks a configuration twice does)."""
+        if c.train_key is not None and c.train_key not in self.trained:
+            self.trained.add(c.train_key)
+            self.spent += c.train_seconds
+        have = 0 if fresh else self.at.get(c.name, 0)
+        self.spent += c.cost[n] - (c.cost[have] - _scoring(c, have) if have else 0.0)
+        self.at[c.name] = n
+        if n == self.top_n and c.name not in self.done:
+            self.done.append(c.name)
+        self.trace.cost.append(self.spent)
+        self.trace.top.append(tuple(self.done))
+
+
+def _scoring(c: Config, n: int) -> float:
+    """The scoring part of cost[n] (not reused by a larger run); stored as cost[-n] by `make_config`."""
+    return c.cost.get(-n, 0.0)
+
+
+def make_config(name, params, values, sample_seconds: dict[int, float], score_seconds: dict[int, float],
+                train_key=None, train_seconds=0.0) -> Config:
+    """cost[n] = sampling seconds of the first n images + scoring seconds of those n (kept apart as cost[-n])."""
+    cost = {n: sample_seconds[n] + score_seconds[n] for n in sample_seconds}
+    cost |= {-n: score_seconds[n] for n in sample_seconds}
+    return Config(name, params, values, cost, train_key, train_seconds)
+
+
+def replay_grid(configs: Sequence[Config], top_n: int, rng: np.random.Generator) -> Trace:
+    led = _Ledger(top_n)
+    for i in rng.permutation(len(configs)):
+        led.run(configs[i], top_n)
+    return led.trace
+
+
+def replay_halving(configs: Sequence[Config], rungs: Sequence[int], eta: float,
+                   objectives: Sequence[tuple[str, str]], rng: np.random.Generator) -> Trace:
+    """The sweep's halving: every configuration on the first rung, promotion within a rung by the sweep's own
+    rule (sweep/halving.promote on that rung's measures), the rest on the next rung."""
+    from ablate.sweep.halving import promote
+
+    led = _Ledger(rungs[-1])
+    by_name = {c.name: c for c in configs}
+    alive = [configs[i].name for i in rng.permutation(len(configs))]
+    for i, n in enumerate(rungs):
+        for name in alive:
+            led.run(by_name[name], n)
+        if i < len(rungs) - 1:
+            alive = promote([(a, by_name[a].values[n]) for a in alive], list(objectives), eta)
+            alive = [alive[j] for j in rng.permutation(len(alive))]
+    return led.trace
+
+
+def replay_optuna(configs: Sequence[Config], top_n: int, objectives: Sequence[tuple[str, str]], n_trials: int,
+                  seed: int, sampler: str = "nsga2") -> Trace:
+    """Optuna ask-and-tell over the space's own choices (method, budget, each knob: categorical, define-by-run),
+    every asked configuration run on the full sample count. A configuration asked twice is run twice, as a live
+    sweep would; a combination the space does not hold is told as failed and costs nothing."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    keys = sorted({k for c in configs for k in c.params})
+    table = {tuple((k, _hashable(c.params.get(k))) for k in keys): c for c in configs}
+    choices = {k: sorted({_hashable(c.params.get(k)) for c in configs}, key=repr) for k in keys}
+    make = {"nsga2": optuna.samplers.NSGAIISampler, "tpe": optuna.samplers.TPESampler}[sampler]
+    study = optuna.create_study(directions=["minimize" if m == "min" else "maximize" for _, m in objectives],
+                                sampler=make(seed=seed))
+    led = _Ledger(top_n)
+    asked = 0
+    while len(led.trace.cost) < n_trials and asked < 50 * n_trials:
+        asked += 1
+        trial = study.ask()
+        picked = tuple((k, trial.suggest_categorical(k, choices[k])) for k in keys)
+        c = table.get(picked)
+        if c is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        led.run(c, top_n, fresh=True)
+        study.tell(trial, [c.values[top_n][m] for m, _ in objectives])
+    return led.trace
+
+
+def _hashable(v):
+    return v if not isinstance(v, float) or not math.isnan(v) else None
+
+
+def hv_curve(trace: Trace, configs: Sequence[Config], top_n: int, objectives: Sequence[tuple[str, str]],
+             ref: Sequence[float], grid_seconds: Sequence[float]) -> np.ndarray:
+    """Hypervolume of the configurations known on the top count, at each of grid_seconds (step function)."""
+    by_name = {c.name: c for c in configs}
+    metrics, modes = [m for m, _ in objectives], [d for _, d in objectives]
+    hv_at_event, cache = [], {}
+    for names in trace.top:
+        if names not in cache:
+            pts = np.array([[by_name[n].values[top_n][m] for m in metrics] for n in names]) if names else \
+                np.empty((0, 2))
+            cache[names] = hypervolume_2d(pts, ref, modes) if len(pts) else 0.0
+        hv_at_event.append(cache[names])
+    costs = np.array(trace.cost)
+    out = np.zeros(len(grid_seconds))
+    for j, t in enumerate(grid_seconds):
+        k = np.searchsorted(costs, t, side="right") - 1
+        out[j] = hv_at_event[k] if k >= 0 else 0.0
+    return out
+
+
+def frontier(configs: Sequence[Config], names: Sequence[str], top_n: int,
+             objectives: Sequence[tuple[str, str]]) -> set[str]:
+    """Names of the non-dominated configurations among `names`, on the top count."""
+    names = list(names)
+    if not names:
+        return set()
+    by_name = {c.name: c for c in configs}
+    pts = np.array([[by_name[n].values[top_n][m] for m, _ in objectives] for n in names])
+    mask = pareto_mask(pts, [d for _, d in objectives])
+    return {n for n, keep in zip(names, mask) if keep}
+
+
+def seconds_to_reach(trace: Trace, configs, top_n, objectives, ref, target: float) -> float:
+    """CPU-seconds at which the hypervolume first reaches `target` (inf if never)."""
+    curve = hv_curve(trace, configs, top_n, objectives, ref, trace.cost)
+    hit = np.nonzero(curve >= target - 1e-12)[0]
+    return float(trace.cost[hit[0]]) if len(hit) else math.inf
+

@@ -1,0 +1,171 @@
+"""Search cost, replayed: grid, Optuna and halving over one grid sweep's runs (read from MLflow only).
+
+    python benchmarks/search_replay.py --experiment search_grid --out results/search_cost
+
+The grid must have run every configuration on its largest sample count, on every seed, with the smaller counts
+scored from the same images (`fid_n500`, ...; `sample_seconds_n500`, ... where logged, else pro rata). Each
+strategy is replayed `--reps` times in random orders (Optuna: its own seeds), and its hypervolume of the
+configurations measured on the largest count is recorded against CPU-seconds. Writes search_cost.md, the figure
+search_cost.png/.pdf and replay.json into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis import search_cost as sc  # noqa: E402
+from analysis.report import write_with_command  # noqa: E402
+from analysis.runs import load_runs  # noqa: E402
+
+META = {"method", "B"}
+
+
+def configs_from_runs(df, objectives, rungs_wanted=None):
+    """One Config per (method, B, knobs) holding every seed; the rungs = the prefix counts scored for it."""
+    df = df[df["method"] != "vanilla"]
+    top = int(df["n_samples"].max())
+    knobs = df.attrs.get("knobs", [])
+    prefixes = sorted({int(c.split("_n")[-1]) for c in df.columns if c.startswith("fid_n")})
+    rungs = [n for n in (rungs_wanted or prefixes) if n < top] + [top]
+    seeds = sorted(df["seed"].unique())
+    out, pro_rata = [], False
+    for _, g in df.groupby(["method", "B"] + [k for k in knobs if k in df], dropna=False, sort=True):
+        if sorted(g["seed"].unique()) != seeds:
+            continue
+        row = g.iloc[0]
+        params = {"method": row["method"], "budget": int(row["B"])}
+        params |= {k: row[k] for k in knobs if k in g and not _missing(row[k])}
+        values, samp, score = {}, {}, {}
+        for n in rungs:
+            values[n] = {m: float(g[f"{m}_n{n}" if n < top and f"{m}_n{n}" in g else m].astype(float).mean())
+                         for m, _ in objectives}
+            col = f"sample_seconds_n{n}"
+            if n < top and col in g and g[col].notna().all():
+                samp[n] = float(g[col].astype(float).sum())
+            else:
+                samp[n] = float(g["sample_seconds"].astype(float).sum()) * n / top
+                pro_rata |= n < top
+            score[n] = float(g["quality_seconds"].astype(float).sum()) * n / top
+        train = float(g["train_seconds"].astype(float).max()) if "train_seconds" in g else 0.0
+        name = ", ".join(f"{k}={v}" for k, v in params.items())
+        key = f"{row['method']}:{train:.3f}" if train > 0 else None
+        out.append(sc.make_config(name, params, values, samp, score, key, train))
+    return out, rungs, seeds, pro_rata
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--experiment", required=True)
+    ap.add_argument("--tracking-uri", default=None)
+    ap.add_argument("--objectives", nargs=2, default=["fid:min", "speedup_flops:max"])
+    ap.add_argument("--rungs", type=int, nargs="*", default=None, help="default: every prefix count scored")
+    ap.add_argument("--eta", type=float, default=3.0)
+    ap.add_argument("--reps", type=int, default=200, help="random orders of grid and halving")
+    ap.add_argument("--optuna-reps", type=int, default=30)
+    ap.add_argument("--optuna-sampler", default="nsga2", choices=["nsga2", "tpe"])
+    ap.add_argument("--out", default="results/search_cost")
+    args = ap.parse_args(argv)
+
+    objectives = [tuple(o.split(":")) for o in args.objectives]
+    df = load_runs([args.experiment], [args.tracking_uri], with_steps=False)
+    configs, rungs, seeds, pro_rata = configs_from_runs(df, objectives, args.rungs)
+    top = rungs[-1]
+    pts = np.array([[c.values[top][m] for m, _ in objectives] for c in configs])
+    lo, hi = pts.min(0), pts.max(0)
+    ref = [hi[i] + 0.05 * (hi[i] - lo[i]) if d == "min" else lo[i] - 0.05 * (hi[i] - lo[i])
+           for i, (_, d) in enumerate(objectives)]
+    all_names = [c.name for c in configs]
+    grid_front = sc.frontier(configs, all_names, top, objectives)
+
+    traces = {"grid": [], "halving": [], f"optuna ({args.optuna_sampler})": []}
+    for r in range(args.reps):
+        traces["grid"].append(sc.replay_grid(configs, top, np.random.default_rng(r)))
+        traces["halving"].append(sc.replay_halving(configs, rungs, args.eta, objectives, np.random.default_rng(r)))
+    for r in range(args.optuna_reps):
+        traces[f"optuna ({args.optuna_sampler})"].append(
+            sc.replay_optuna(configs, top, objectives, len(configs), seed=r, sampler=args.optuna_sampler))
+
+    grid_total = traces["grid"][0].cost[-1]
+    full_hv = sc.hv_curve(traces["grid"][0], configs, top, objectives, ref, [grid_total])[0]
+    horizon = max(t.cost[-1] for ts in traces.values() for t in ts)
+    xs = np.linspace(0, horizon, 400)
+    summary, curves = {}, {}
+    for name, ts in traces.items():
+        hv = np.array([sc.hv_curve(t, configs, top, objectives, ref, xs) for t in ts]) / full_hv
+        curves[name] = hv
+        reach = np.array([sc.seconds_to_reach(t, configs, top, objectives, ref, full_hv) for t in ts]) / grid_total
+        final = np.array([sc.hv_curve(t, configs, top, objectives, ref, [t.cost[-1]])[0] for t in ts]) / full_hv
+        fronts = [sc.frontier(configs, t.top[-1], top, objectives) for t in ts]
+        summary[name] = {
+            "reps": len(ts), "total_cpu_fraction": float(np.mean([t.cost[-1] for t in ts]) / grid_total),
+            "final_hv_fraction": [float(np.mean(final)), float(np.quantile(final, 0.05)),
+                                  float(np.quantile(final, 0.95))],
+            "reach_full_hv_fraction_median": float(np.median(reach)),
+            "reach_full_hv_share": float(np.mean(np.isfinite(reach))),
+            "same_frontier_share": float(np.mean([f == grid_front for f in fronts])),
+            "evaluations": float(np.mean([len(t.cost) for t in ts])),
+        }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _figure(xs / 3600, curves, grid_total / 3600, out, args.experiment)
+    (out / "replay.json").write_text(json.dumps({
+        "experiment": args.experiment, "objectives": objectives, "rungs": rungs, "eta": args.eta, "seeds": seeds,
+        "configs": len(configs), "ref": ref, "grid_cpu_seconds": grid_total, "grid_frontier": sorted(grid_front),
+        "sampling_seconds_pro_rata": pro_rata, "summary": summary}, indent=1, default=str))
+
+    lines = [f"# Search cost, replayed: {args.experiment}", "",
+             f"{len(configs)} configurations x {len(seeds)} seeds ({', '.join(map(str, seeds))}), largest count {top} "
+             f"samples; halving rungs {rungs}, eta {args.eta:g}; objectives "
+             f"{', '.join(f'{m} ({d})' for m, d in objectives)}; hypervolume relative to the full grid's, reference "
+             f"point 5% beyond the grid's worst values. Grid CPU time: {grid_total / 3600:.2f} h (sampling, scoring "
+             f"and training once per trained model; the vanilla reference, common to all, left out)."
+             + (" Smaller counts' sampling seconds are pro rata (the grid did not log them)." if pro_rata else ""),
+             "", ("| strategy | replays | evaluations | CPU (x grid) | final HV (mean, 5-95%) | reaches the grid's HV "
+                  "(share; median CPU x grid) | same frontier as the grid |"), "|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        f = s["final_hv_fraction"]
+        lines.append(f"| {name} | {s['reps']} | {s['evaluations']:.1f} | {s['total_cpu_fraction']:.2f} | "
+                     f"{f[0]:.3f} ({f[1]:.3f}-{f[2]:.3f}) | {s['reach_full_hv_share']:.2f}; "
+                     f"{s['reach_full_hv_fraction_median']:.2f} | {s['same_frontier_share']:.2f} |")
+    lines += ["", f"Grid frontier: {'; '.join(sorted(grid_front))}.", "",
+              "![hypervolume against CPU time](search_cost.png)"]
+    write_with_command(lines, str(out / "search_cost.md"), "benchmarks/search_replay.py", argv)
+    return 0
+
+
+def _figure(xs, curves, grid_h, out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, hv in curves.items():
+        m = hv.mean(0)
+        line, = ax.plot(xs, m, label=name)
+        ax.fill_between(xs, np.quantile(hv, 0.05, 0), np.quantile(hv, 0.95, 0), color=line.get_color(), alpha=0.2)
+    ax.axvline(grid_h / 3, color="grey", ls=":", label="a third of the grid's CPU")
+    ax.set_xlabel("CPU hours spent")
+    ax.set_ylabel("hypervolume / grid's final")
+    ax.set_title(f"Search cost ({title}): mean and 5-95% over replays")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"search_cost.{ext}", dpi=130)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
