@@ -1,6 +1,7 @@
 """The paper's claims at one budget, decided by seed-paired t-tests on a sweep's runs (read from MLflow only).
 
     python benchmarks/claims.py --experiment claims_B4 --out results/claims_B4/claims.md
+    python benchmarks/claims.py --experiment claims_N32 --operating-point 8 12 --out results/claims_N32/claims.md
 
 Each claim compares two variants on the seeds both ran: mean difference, its 95% interval and the two-sided
 paired-t p, once on FID (distribution quality) and once on token agreement with the unaccelerated run (fidelity
@@ -18,7 +19,7 @@ from analysis.report import write_with_command
 from analysis.runs import load_runs
 from analysis.stats import ALPHA, half_width, paired_p
 
-SHORTCUT = {"n_block": 1, "use_tokens": True, "kl_weight": 3.0, "rollout_tokens": "teacher"}
+SHORTCUT = {"n_block": 1, "use_tokens": True, "kl_weight": 3.0, "rollout_tokens": "teacher", "traj_steps": 16}
 # (claim, better variant, other variant, what the claim says)
 CLAIMS = [
     ("beats feature caching at equal full steps", ("shortcut", {}), ("feature_cache", {})),
@@ -46,7 +47,8 @@ def pick(df, method, knobs):
     return g
 
 
-def verdict(a: dict, b: dict, better: str, claim_says_equal: bool = False) -> tuple[str, str]:
+def verdict(a: dict, b: dict, better: str, claim_says_equal: bool = False,
+            equal_words: str = "no significant gain") -> tuple[str, str]:
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return "n/a", "–"
@@ -58,7 +60,7 @@ def verdict(a: dict, b: dict, better: str, claim_says_equal: bool = False) -> tu
     text = f"{d.mean():+.3f} ± {hw:.3f} (p = {p:.3f}, {len(seeds)} seeds)" if len(seeds) > 1 else f"{d.mean():+.3f}"
     good = d.mean() < 0 if better == "min" else d.mean() > 0
     if claim_says_equal:  # "adds nothing": holds unless the first is significantly better
-        return ("DOES NOT HOLD" if (p < ALPHA and good) else "HOLDS (no significant gain)"), text
+        return ("DOES NOT HOLD" if (p < ALPHA and good) else f"HOLDS ({equal_words})"), text
     if not p < ALPHA:
         return "NOT SIGNIFICANT", text
     return ("HOLDS" if good else "DOES NOT HOLD"), text
@@ -69,17 +71,17 @@ def main(argv=None) -> int:
     ap.add_argument("--experiment", default="claims_B4")
     ap.add_argument("--tracking-uri", default=None)
     ap.add_argument("--budget", type=int, default=4, help="the full steps B the claims compare at")
+    ap.add_argument("--operating-point", type=int, nargs="*", default=None, metavar="B",
+                    help="the paper's operating point instead: at each B, the shortcut against vanilla with all N "
+                         "steps (no significant loss claimed) and against vanilla with B steps (step reduction: "
+                         "the most steps its FLOPs allow, since a shortcut step costs a few % of a full one)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     df = load_runs([args.experiment], [args.tracking_uri], with_steps=False)
+    if args.operating_point:
+        return operating_point(df, args.operating_point, args.out, argv)
     df = df[df["B"] == args.budget]
-    budgets = [args.budget]
-    n = sorted(int(x) for x in df["n_samples"].dropna().unique())
-    lines = [f"Claims at B = {', '.join(map(str, budgets))} of N = {int(df['N'].max())}, {', '.join(map(str, n))} "
-             f"samples a run, sampling seeds {', '.join(str(int(s)) for s in sorted(df['seed'].unique()))}; "
-             "difference = first minus second, mean ± 95% half-width over seeds, two-sided paired t-test.", "",
-             "| claim | FID verdict | FID difference | token agreement verdict | token agreement difference |",
-             "|---|---|---|---|---|"]
+    lines = _header(df, [args.budget])
     for claim, (ma, ka), (mb, kb) in CLAIMS:
         a, b = pick(df, ma, ka), pick(df, mb, kb)
         cells = []
@@ -91,6 +93,43 @@ def main(argv=None) -> int:
             cells += list(verdict(va, vb, better, claim_says_equal=claim.startswith("two blocks")))
         lines.append(f"| {claim} | " + " | ".join(cells) + " |")
     write_with_command(lines, args.out, "benchmarks/claims.py", argv)
+    return 0
+
+
+def _header(df, budgets) -> list:
+    n = sorted(int(x) for x in df["n_samples"].dropna().unique())
+    return [f"Claims at B = {', '.join(map(str, budgets))} of N = {int(df['N'].max())}, {', '.join(map(str, n))} "
+            f"samples a run, sampling seeds {', '.join(str(int(s)) for s in sorted(df['seed'].unique()))}; "
+            "difference = first minus second, mean ± 95% half-width over seeds, two-sided paired t-test.", "",
+            "| claim | FID verdict | FID difference | token agreement verdict | token agreement difference |",
+            "|---|---|---|---|---|"]
+
+
+def operating_point(df, budgets, out, argv) -> int:
+    """The paper's N = 32 claims: near-lossless against vanilla N, and better than vanilla at equal FLOPs."""
+    n_full = int(df["N"].max())
+    vanilla = pick(df, "vanilla", {})
+    lines = _header(df, budgets)
+    shortcuts = [("shortcut", {}), (f"shortcut trained on N = {n_full}", {"traj_steps": n_full})]
+    for b in budgets:
+        at = df[df["B"] == b]
+        for name, knobs in shortcuts:
+            sc = pick(at, "shortcut", knobs)
+            if sc.empty:
+                continue
+            rows = [(f"B = {b}, {name}: no loss against vanilla with all {n_full} steps", vanilla, sc, True),
+                    (f"B = {b}, {name}: beats vanilla at its FLOPs ({b} steps, step reduction)", sc,
+                     pick(at, "step_reduction", {}), False)]
+            for claim, a, other, equal in rows:
+                cells = []
+                for m, better in MEASURES:
+                    if m not in df or a[m].isna().all() or other[m].isna().all() or (equal and m != "fid"):
+                        cells += ["n/a", "–"]  # agreement of vanilla with itself is 1 by definition
+                        continue
+                    va, vb = dict(zip(a["seed"], a[m])), dict(zip(other["seed"], other[m]))
+                    cells += list(verdict(va, vb, better, claim_says_equal=equal, equal_words="no significant loss"))
+                lines.append(f"| {claim} | " + " | ".join(cells) + " |")
+    write_with_command(lines, out, "benchmarks/claims.py", argv)
     return 0
 
 

@@ -582,3 +582,54 @@ def test_claim_verdicts_follow_the_paired_test():
     assert claims.verdict(lower, {0: 31.0, 1: 30.0, 2: 30.0}, "min")[0] == "NOT SIGNIFICANT"
     assert claims.verdict({0: 1.0}, {0: 2.0}, "min")[0] == "UNTESTED (1 seed)"
     assert claims.verdict(lower, {0: 32.0, 1: 33.1, 2: 31.4}, "min", claim_says_equal=True)[0] == "DOES NOT HOLD"
+
+
+def test_operating_point_keeps_the_two_shortcuts_apart(tmp_path):
+    """N = 32 claims: the shipped shortcut and the one trained on N = 32 are judged separately, never pooled."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("claims", Path(__file__).resolve().parents[1] / "benchmarks" / "claims.py")
+    claims = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(claims)
+    rows = []
+    for method, b, traj, fids, agr in [("vanilla", 32, 16, (30.0, 31.0, 29.5), 1.0),
+                                       ("shortcut", 8, 16, (33.0, 34.1, 32.4), 0.7),
+                                       ("shortcut", 8, 32, (30.2, 30.8, 29.9), 0.8),
+                                       ("step_reduction", 8, 16, (40.0, 41.0, 39.0), float("nan"))]:
+        rows += [{"method": method, "B": b, "N": 32, "seed": s, "fid": f, "token_agreement": agr, "n_samples": 1000,
+                  "traj_steps": traj} for s, f in enumerate(fids)]
+    out = tmp_path / "claims.md"
+    claims.operating_point(pd.DataFrame(rows), [8], str(out), ["--operating-point", "8"])
+    text = {line.split(" | ")[0]: line for line in out.read_text().splitlines() if line.startswith("| B = 8")}
+    assert "DOES NOT HOLD" in text["| B = 8, shortcut: no loss against vanilla with all 32 steps"]
+    assert "HOLDS (no significant loss)" in text["| B = 8, shortcut trained on N = 32: no loss against vanilla with all 32 steps"]
+    assert text["| B = 8, shortcut: beats vanilla at its FLOPs (8 steps, step reduction)"].split(" | ")[1] == "HOLDS"
+
+
+def test_tuning_read_back_chooses_by_mean_fid_and_charges_training_once():
+    """benchmarks/tuning.py: one row per setting a method tried, the lowest mean FID chosen, a model shared by
+    several runs charged once."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("tuning", Path(__file__).resolve().parents[1] / "benchmarks" / "tuning.py")
+    tuning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tuning)
+    rows = []
+    for order, fids in [(0, (30.0, 31.0, 32.0)), (1, (28.0, 29.0, 33.0)), (2, (27.0, 36.0, 30.0))]:
+        rows += [{"method": "taylor", "order": order, "kl_weight": float("nan"), "seed": 100 + i, "fid": f,
+                  "token_agreement": 0.8, "eval_seconds": 10.0, "train_seconds": 0.0} for i, f in enumerate(fids)]
+    for kl, fids in [(0.0, (25.0, 26.0, 27.0)), (3.0, (26.0, 26.5, 27.0))]:
+        rows += [{"method": "shortcut", "order": float("nan"), "kl_weight": kl, "seed": 100 + i, "fid": f,
+                  "token_agreement": 0.9, "eval_seconds": 5.0, "train_seconds": 400.0 + kl} for i, f in enumerate(fids)]
+    df = pd.DataFrame(rows)
+    df.attrs["knobs"] = ["order", "kl_weight"]
+    table, chosen, budget = tuning.summarize(df)
+    assert chosen == {"taylor": {"order": 1}, "shortcut": {"kl_weight": 0.0}}  # means 31.0 / 30.0 / 31.0; 26 / 26.5
+    assert [(m, k) for m, k, *_ in table] == [("shortcut", {"kl_weight": 0.0}), ("shortcut", {"kl_weight": 3.0}),
+                                              ("taylor", {"order": 0}), ("taylor", {"order": 1}), ("taylor", {"order": 2})]
+    assert budget["taylor"] == {"settings": 3, "runs": 9, "cpu_seconds": 90.0}
+    assert budget["shortcut"] == {"settings": 2, "runs": 6, "cpu_seconds": 30.0 + 400.0 + 403.0}  # each model once

@@ -1,0 +1,99 @@
+"""Fair tuning, read back: each method's settings on validation seeds, its budget, and the setting it keeps.
+
+    python benchmarks/tuning.py --experiment tuning_B4 --out results/tuning_B4.md
+
+Per method: every setting its runs tried (FID and token agreement, mean ± 95% half-width over the validation
+seeds), the budget it got (settings, runs, CPU-seconds: each run's sampling and scoring, plus each trained model
+once), and the chosen setting: lowest mean FID, the rule fixed before the runs. The chosen settings go into the
+reporting space by hand (search_spaces/baselines_N16.yaml), so that the report never runs on the tuning seeds.
+Writes the table and, beside it, tuning_chosen.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.report import write_with_command  # noqa: E402
+from analysis.runs import load_runs  # noqa: E402
+from analysis.stats import half_width  # noqa: E402
+
+
+def settings(df) -> list[tuple[str, dict, object]]:
+    """(method, knobs it varied, runs) per setting tried; knobs every setting of the method shares are left out."""
+    out = []
+    knobs = [k for k in df.attrs.get("knobs", []) if k in df]
+    for method, g in df[df["method"] != "vanilla"].groupby("method", sort=True):
+        varied = [k for k in knobs if g[k].astype(str).nunique() > 1]
+        for vals, runs in (g.groupby(varied, dropna=False, sort=True) if varied else [((), g)]):
+            vals = vals if isinstance(vals, tuple) else (vals,)
+            out.append((method, dict(zip(varied, vals)), runs))
+    return out
+
+
+def cpu_seconds(runs) -> float:
+    """Sampling + scoring of every run, and each trained model once (runs sharing a model log the same time)."""
+    trained = set(runs["train_seconds"].astype(float).round(3)) - {0.0} if "train_seconds" in runs else set()
+    return float(runs["eval_seconds"].astype(float).sum()) + sum(trained)
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def summarize(df) -> tuple[list, dict, dict]:
+    """Rows (method, knobs, FID mean, half-width, agreement mean, half-width, runs), the chosen knobs per method
+    (lowest mean FID) and each method's budget (settings, runs, CPU-seconds)."""
+    rows, chosen, budget = [], {}, {}
+    for method, knobs, runs in settings(df):
+        fid, agr = runs["fid"].astype(float), runs["token_agreement"].astype(float)
+        rows.append((method, knobs, fid.mean(), half_width(fid.tolist()), agr.mean(),
+                     half_width(agr.tolist()) if agr.notna().all() else math.nan, len(runs)))
+        b = budget.setdefault(method, {"settings": 0, "runs": 0, "cpu_seconds": 0.0})
+        b["settings"] += 1
+        b["runs"] += len(runs)
+    for method in budget:
+        budget[method]["cpu_seconds"] = cpu_seconds(df[df["method"] == method])
+        best = min((r for r in rows if r[0] == method), key=lambda r: r[2])
+        chosen[method] = {k: _plain(v) for k, v in best[1].items()}
+    return rows, chosen, budget
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--experiment", default="tuning_B4")
+    ap.add_argument("--tracking-uri", default=None)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    df = load_runs([args.experiment], [args.tracking_uri], with_steps=False)
+    seeds = sorted(int(s) for s in df["seed"].unique())
+    rows, chosen, budget = summarize(df)
+    n = sorted(int(x) for x in df["n_samples"].unique())
+    lines = [f"# Fair tuning: {args.experiment}", "",
+             f"B = {', '.join(str(int(b)) for b in sorted(df[df['method'] != 'vanilla']['B'].unique()))} of "
+             f"N = {int(df['N'].max())}, {', '.join(map(str, n))} samples a run, validation seeds "
+             f"{', '.join(map(str, seeds))}; mean ± 95% half-width over seeds. Chosen: lowest mean FID (the rule "
+             "fixed before the runs); the reporting space runs it on other seeds.", "",
+             "| method | setting | FID | token agreement | runs | chosen |", "|---|---|---|---|---|---|"]
+    for method, knobs, f, fh, a, ah, k in rows:
+        setting = ", ".join(f"{key}={val}" for key, val in knobs.items()) or "(default)"
+        mark = "yes" if {kk: _plain(v) for kk, v in knobs.items()} == chosen[method] else ""
+        lines.append(f"| {method} | {setting} | {f:.2f} ± {fh:.2f} | {a:.3f} ± {ah:.3f} | {k} | {mark} |")
+    lines += ["", "| method | settings | runs | CPU-seconds |", "|---|---|---|---|"]
+    lines += [f"| {m} | {b['settings']} | {b['runs']} | {b['cpu_seconds']:.0f} |" for m, b in budget.items()]
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        (Path(args.out).parent / "tuning_chosen.json").write_text(json.dumps(
+            {"experiment": args.experiment, "seeds": seeds, "chosen": chosen, "budget": budget}, indent=1,
+            default=str))
+    write_with_command(lines, args.out, "benchmarks/tuning.py", argv)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
