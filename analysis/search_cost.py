@@ -104,31 +104,51 @@ def replay_halving(configs: Sequence[Config], rungs: Sequence[int], eta: float,
 
 def replay_optuna(configs: Sequence[Config], top_n: int, objectives: Sequence[tuple[str, str]], n_trials: int,
                   seed: int, sampler: str = "nsga2") -> Trace:
-    """Optuna ask-and-tell over the space's own choices (method, budget, each knob: categorical, define-by-run),
-    every asked configuration run on the full sample count. A configuration asked twice is run twice, as a live
-    sweep would; a combination the space does not hold is told as failed and costs nothing."""
+    """Optuna ask-and-tell over the space's own choices, every asked configuration run on the full sample count.
+    Define-by-run: the method first, then its budget and each knob it varies (categorical, named per method as
+    a live sweep of one method would), choosing among the values still held by the configurations that match
+    what was picked so far, so that a grid of unlike rows (a method with its own ablations) is searched without
+    asking for combinations it does not hold. A configuration asked twice is run twice, as a live sweep would."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    keys = sorted({k for c in configs for k in c.params})
-    table = {tuple((k, _hashable(c.params.get(k))) for k in keys): c for c in configs}
-    choices = {k: sorted({_hashable(c.params.get(k)) for c in configs}, key=repr) for k in keys}
     make = {"nsga2": optuna.samplers.NSGAIISampler, "tpe": optuna.samplers.TPESampler}[sampler]
     study = optuna.create_study(directions=["minimize" if m == "min" else "maximize" for _, m in objectives],
                                 sampler=make(seed=seed))
     led = _Ledger(top_n)
-    asked = 0
-    while len(led.trace.cost) < n_trials and asked < 50 * n_trials:
-        asked += 1
+    while len(led.trace.cost) < n_trials:
         trial = study.ask()
-        picked = tuple((k, trial.suggest_categorical(k, choices[k])) for k in keys)
-        c = table.get(picked)
-        if c is None:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            continue
+        c = _ask(trial, configs)
         led.run(c, top_n, fresh=True)
         study.tell(trial, [c.values[top_n][m] for m, _ in objectives])
     return led.trace
+
+
+def _ask(trial, configs: Sequence[Config]) -> Config:
+    """One configuration, one choice at a time; a choice's name carries what its set of values depends on."""
+    pool = list(configs)
+    method = _pick(trial, "method", pool, "method")
+    pool = [c for c in pool if c.params["method"] == method]
+    full = {k: _values(configs, k, method) for c in pool for k in c.params}
+    for k in ["budget"] + sorted({k for c in pool for k in c.params} - {"method", "budget"}):
+        vals = _values(pool, k)
+        if len(vals) == 1:
+            continue
+        # the method's own choice set keeps the plain name (a product grid: one distribution per knob); a set
+        # narrowed by earlier picks gets its own name (Optuna fixes one distribution per name)
+        name = f"{method}.{k}" if vals == full[k] else f"{method}.{k} | " + ",".join(map(repr, vals))
+        v = trial.suggest_categorical(name, vals)
+        pool = [c for c in pool if _hashable(c.params.get(k)) == v]
+    return pool[0]
+
+
+def _values(configs, key, method=None) -> list:
+    return sorted({_hashable(c.params.get(key)) for c in configs if method in (None, c.params["method"])}, key=repr)
+
+
+def _pick(trial, name, pool, key):
+    vals = _values(pool, key)
+    return vals[0] if len(vals) == 1 else trial.suggest_categorical(name, vals)
 
 
 def _hashable(v):

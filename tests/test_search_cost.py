@@ -73,3 +73,25 @@ def test_optuna_replay_asks_the_space_and_runs_what_it_asks():
     t = sc.replay_optuna(cfgs, 2000, OBJ, n_trials=6, seed=0)
     assert len(t.cost) == 6 and t.cost[-1] == pytest.approx(6 * 220)  # repeats are run (and paid) again
     assert set(t.top[-1]) <= {c.name for c in cfgs}
+
+
+def test_optuna_replay_searches_a_grid_of_unlike_rows():
+    """A method with its own ablation rows (not a product of its knobs) is asked only for rows the grid holds:
+    a product of every knob's values (absent = its own value) holds 2,187 combinations, this grid 9; every ask
+    is one of them, so 20 trials take 20 asks."""
+    vals = {n: {"fid": 10.0, "speedup_flops": 2.0} for n in (1000, 2000)}
+    rows = [{"method": "shortcut", "budget": 4, "n_block": 1, "use_tokens": True, "kl_weight": 3.0},
+            {"method": "shortcut", "budget": 4, "n_block": 2, "use_tokens": True, "kl_weight": 3.0},
+            {"method": "shortcut", "budget": 4, "n_block": 1, "use_tokens": False, "kl_weight": 3.0},
+            {"method": "shortcut", "budget": 4, "n_block": 1, "use_tokens": True, "kl_weight": 0.0},
+            {"method": "shortcut", "budget": 4, "n_block": 1, "use_tokens": True, "kl_weight": 3.0, "bottleneck": 4},
+            {"method": "shortcut", "budget": 4, "n_block": 1, "use_tokens": True, "kl_weight": 3.0,
+             "rollout_tokens": "student"},
+            {"method": "taylor", "budget": 4, "order": 0}, {"method": "taylor", "budget": 4, "order": 1},
+            {"method": "step_reduction", "budget": 4}]
+    cfgs = [sc.make_config(f"c{i}", p, vals, {n: 1.0 for n in vals}, {n: 0.0 for n in vals}, None, 0.0)
+            for i, p in enumerate(rows)]
+    t = sc.replay_optuna(cfgs, 2000, OBJ, n_trials=20, seed=0)
+    assert len(t.cost) == 20 and t.cost[-1] == pytest.approx(20.0)
+    asked = {name for top in t.top for name in top}
+    assert len(asked) >= 4  # it explores the rows, not one
