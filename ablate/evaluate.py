@@ -29,7 +29,7 @@ from ablate.sampling.sampler import balanced_labels, batch_seed
 
 
 REFERENCES = ("held_out", "train")
-PREFIXES = (500, 1000)  # smaller sample counts scored from the first images of the same run
+PREFIXES = (250, 500, 1000)  # smaller sample counts scored from the first images of the same run
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
 
 
 def prefix_seconds(batch_times: list, n_samples: int) -> dict:
-    """Sampling seconds of the first 500 / 1,000 images (`sample_seconds_n500`, ...): what a smaller run of the
+    """Sampling seconds of the first 250 / 500 / 1,000 images (`sample_seconds_n500`, ...): what a smaller run of the
     same trial costs, for replaying searches over sample counts. Only when every batch was sampled here."""
     if sum(n for _, n in batch_times) != n_samples:
         return {}
@@ -232,7 +232,7 @@ def quality_measures(st: Setup, images: torch.Tensor, tokens: torch.Tensor) -> d
     """Every quality measure of one run's images, from one feature extraction of them:
     - fid, kid_mean, kid_std, precision, recall against the chosen reference split, and fid/kid_mean against
       each split by name (`fid_held_out`, `fid_train`);
-    - the same at smaller sample counts, from the first 500 / 1,000 images (`fid_n500`, ...);
+    - the same at smaller sample counts, from the first 250 / 500 / 1,000 images (`fid_n500`, ...);
     - the real-vs-real floor: as many real images of the other split, scored against the reference
       (`floor_fid`, ...): what a perfect generator would get at this sample count;
     - class accuracy, and paired fidelity to the unaccelerated run of the same seeds and labels (token
