@@ -164,7 +164,7 @@ def main(argv=None) -> int:
         f"k steps after a full step (+1, +2, +3; +3 only where the schedule has three cheap steps in a row) on "
         f"{args.feature_images} images, teacher-forced (TF: along the vanilla run) and closed-loop (CL: along the "
         f"method's own run, against the base model on that state). Mean ± half-width of the 95% t-interval over "
-        f"seeds. Old: the format-1 shortcut committed at {OLD_COMMIT}; fixed: the shipped default.",
+        f"seeds. Old: the format-1 shortcut committed at {OLD_COMMIT}; fixed: exact pairs, trained the same 2,000 steps.",
         "",
         *table(args, raw),
     ]
