@@ -129,8 +129,9 @@ def _ask(trial, configs: Sequence[Config]) -> Config:
     pool = list(configs)
     method = _pick(trial, "method", pool, "method")
     pool = [c for c in pool if c.params["method"] == method]
-    full = {k: _values(configs, k, method) for c in pool for k in c.params}
-    for k in ["budget"] + sorted({k for c in pool for k in c.params} - {"method", "budget"}):
+    keys = ["budget"] + sorted({k for c in pool for k in c.params} - {"method", "budget"})
+    full = {k: _values(pool, k) for k in keys}  # the method's own choice sets, before any narrowing
+    for k in keys:
         vals = _values(pool, k)
         if len(vals) == 1:
             continue
@@ -142,8 +143,8 @@ def _ask(trial, configs: Sequence[Config]) -> Config:
     return pool[0]
 
 
-def _values(configs, key, method=None) -> list:
-    return sorted({_hashable(c.params.get(key)) for c in configs if method in (None, c.params["method"])}, key=repr)
+def _values(configs, key) -> list:
+    return sorted({_hashable(c.params.get(key)) for c in configs}, key=repr)
 
 
 def _pick(trial, name, pool, key):

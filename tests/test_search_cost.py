@@ -26,7 +26,8 @@ def test_prefix_seconds_are_the_first_batches_and_only_when_all_were_sampled():
     times = [(2.0, 250), (3.0, 250), (4.0, 250), (5.0, 250)]
     assert prefix_seconds(times, 1000) == {"sample_seconds_n250": 2.0, "sample_seconds_n500": 5.0}
     assert prefix_seconds([(2.0, 400), (3.0, 400), (5.0, 400)], 1200) == {
-        "sample_seconds_n250": pytest.approx(2.0 * 250 / 400), "sample_seconds_n500": pytest.approx(2.0 + 3.0 / 4), "sample_seconds_n1000": pytest.approx(2 + 3 + 5 / 2)}
+        "sample_seconds_n250": pytest.approx(2.0 * 250 / 400), "sample_seconds_n500": pytest.approx(2.0 + 3.0 / 4),
+        "sample_seconds_n1000": pytest.approx(2 + 3 + 5 / 2)}
     assert prefix_seconds(times[2:], 1000) == {}  # the first batches came from the store: no prefix timing
 
 
