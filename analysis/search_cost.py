@@ -194,3 +194,38 @@ def seconds_to_reach(trace: Trace, configs, top_n, objectives, ref, target: floa
     hit = np.nonzero(curve >= target - 1e-12)[0]
     return float(trace.cost[hit[0]]) if len(hit) else math.inf
 
+
+def params_key(params: dict) -> tuple:
+    """A configuration's identity across experiments (knob values as floats where numeric: 1 and 1.0 agree)."""
+    norm = {k: float(v) if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else v
+            for k, v in params.items() if not _is_missing(v)}
+    return tuple(sorted(norm.items()))
+
+
+def live_sweep(df, knobs, objectives, configs, top) -> dict:
+    """What a live sweep spent and found, and whether its measures are the grid's (same seeds, same images)."""
+    df = df[df["method"] != "vanilla"]
+    by_key = {params_key(c.params): c for c in configs}
+    cpu = float(df["sample_seconds"].astype(float).sum() + df["quality_seconds"].astype(float).sum())
+    if "train_seconds" in df:  # once per trained model (the store shares it): one distinct time per model
+        trained = {(m, round(float(s), 3)) for m, s in zip(df["method"], df["train_seconds"]) if float(s) > 0}
+        cpu += sum(s for _, s in trained)
+    found, deltas, unknown = {}, [], []
+    for _, r in df.iterrows():
+        params = {"method": r["method"], "budget": int(r["B"])} | {k: r[k] for k in knobs if k in r}
+        c = by_key.get(params_key(params))
+        if c is None:
+            unknown.append(str(params))
+            continue
+        n = int(r["n_samples"])
+        for m, _ in objectives:  # the grid's number for this count: its prefix column, or its own value at top
+            if n in c.values:
+                deltas.append(abs(float(r[m]) - c.values[n][m]))
+        if n == top:
+            found[c.name] = c
+    return {"cpu_seconds": cpu, "runs": int(len(df)), "found": sorted(found), "unknown": unknown,
+            "max_abs_diff_vs_grid": max(deltas) if deltas else math.nan, "compared": len(deltas)}
+
+
+def _is_missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))

@@ -7,6 +7,11 @@ scored from the same images (`fid_n500`, ...; `sample_seconds_n500`, ... where l
 strategy is replayed `--reps` times in random orders (Optuna: its own seeds), and its hypervolume of the
 configurations measured on the largest count is recorded against CPU-seconds. Writes search_cost.md, the figure
 search_cost.png/.pdf and replay.json into --out.
+
+`--live halving=search_halving optuna=search_optuna` sets live sweeps of the same space beside the replay: their
+CPU-seconds as logged, the hypervolume of what they measured on the largest count, whether their frontier is the
+grid's, and whether each of their runs scored exactly what the grid scored for that configuration and count (the
+replay's premise). A live Optuna sweep is compared with Optuna replayed for the same number of trials.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis import search_cost as sc  # noqa: E402
+from analysis.pareto import hypervolume_2d  # noqa: E402
 from analysis.report import write_with_command  # noqa: E402
 from analysis.runs import load_runs  # noqa: E402
 
@@ -75,8 +81,16 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=200, help="random orders of grid and halving")
     ap.add_argument("--optuna-reps", type=int, default=30)
     ap.add_argument("--optuna-sampler", default="nsga2", choices=["nsga2", "tpe"])
+    ap.add_argument("--live", nargs="*", default=[], metavar="STRATEGY=EXPERIMENT",
+                    help="live sweeps of the same space: halving=EXP and/or optuna=EXP")
     ap.add_argument("--out", default="results/search_cost")
     args = ap.parse_args(argv)
+    live = {}
+    for item in args.live:
+        strategy, _, exp = item.partition("=")
+        if strategy not in ("halving", "optuna") or not exp:
+            ap.error(f"--live: expected halving=EXPERIMENT or optuna=EXPERIMENT, got {item!r}")
+        live[strategy] = exp
 
     objectives = [tuple(o.split(":")) for o in args.objectives]
     df = load_runs([args.experiment], [args.tracking_uri], with_steps=False)
@@ -117,13 +131,36 @@ def main(argv=None) -> int:
             "same_frontier_share": float(np.mean([f == grid_front for f in fronts])),
             "evaluations": float(np.mean([len(t.cost) for t in ts])),
         }
+    live_rows, live_pts = [], []
+    for strategy, exp in live.items():
+        ldf = load_runs([exp], [args.tracking_uri], with_steps=False)
+        lv = sc.live_sweep(ldf, df.attrs.get("knobs", []), objectives, configs, top)
+        if lv["unknown"]:
+            raise SystemExit(f"--live {strategy}={exp}: configurations the grid did not run: {lv['unknown'][:3]}")
+        lv["hv_fraction"] = _hv(configs, lv["found"], top, objectives, ref) / full_hv
+        lv["cpu_fraction"] = lv["cpu_seconds"] / grid_total
+        lv["same_frontier"] = sc.frontier(configs, lv["found"], top, objectives) == grid_front
+        if strategy == "halving":
+            lv["replay"] = summary["halving"]
+        else:  # Optuna replayed for as many trials as the live sweep ran (its runs are all on the top count)
+            ts = [sc.replay_optuna(configs, top, objectives, lv["runs"] // len(seeds), seed=r,
+                                   sampler=args.optuna_sampler) for r in range(args.optuna_reps)]
+            fin = np.array([sc.hv_curve(t, configs, top, objectives, ref, [t.cost[-1]])[0] for t in ts]) / full_hv
+            lv["replay"] = {"reps": len(ts), "trials": lv["runs"] // len(seeds),
+                            "total_cpu_fraction": float(np.mean([t.cost[-1] for t in ts]) / grid_total),
+                            "final_hv_fraction": [float(fin.mean()), float(np.quantile(fin, 0.05)),
+                                                  float(np.quantile(fin, 0.95))]}
+        live_rows.append((strategy, exp, lv))
+        live_pts.append((f"{strategy}, live ({exp})", lv["cpu_seconds"] / 3600, lv["hv_fraction"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _figure(xs / 3600, curves, grid_total / 3600, out, args.experiment)
+    _figure(xs / 3600, curves, grid_total / 3600, out, args.experiment, live_pts)
     (out / "replay.json").write_text(json.dumps({
         "experiment": args.experiment, "objectives": objectives, "rungs": rungs, "eta": args.eta, "seeds": seeds,
         "configs": len(configs), "ref": ref, "grid_cpu_seconds": grid_total, "grid_frontier": sorted(grid_front),
-        "sampling_seconds_pro_rata": pro_rata, "summary": summary}, indent=1, default=str))
+        "sampling_seconds_pro_rata": pro_rata, "summary": summary,
+        **({"live": {s: dict(lv, experiment=e) for s, e, lv in live_rows}} if live_rows else {})},
+        indent=1, default=str))
 
     lines = [f"# Search cost, replayed: {args.experiment}", "",
              f"{len(configs)} configurations x {len(seeds)} seeds ({', '.join(map(str, seeds))}), largest count {top} "
@@ -139,13 +176,34 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {s['reps']} | {s['evaluations']:.1f} | {s['total_cpu_fraction']:.2f} | "
                      f"{f[0]:.3f} ({f[1]:.3f}-{f[2]:.3f}) | {s['reach_full_hv_share']:.2f}; "
                      f"{s['reach_full_hv_fraction_median']:.2f} | {s['same_frontier_share']:.2f} |")
-    lines += ["", f"Grid frontier: {'; '.join(sorted(grid_front))}.", "",
-              "![hypervolume against CPU time](search_cost.png)"]
+    lines += ["", f"Grid frontier: {'; '.join(sorted(grid_front))}.", ""]
+    if live_rows:
+        lines += ["## Live sweeps of the same space", "",
+                  "| strategy | experiment | runs | CPU (x grid) | HV found | replay: CPU (x grid) | replay: final HV "
+                  "(mean, 5-95%) | same frontier as the grid | max abs difference from the grid's measures |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for strategy, exp, lv in live_rows:
+            rp = lv["replay"]
+            f = rp["final_hv_fraction"]
+            label = strategy if strategy == "halving" else f"{strategy} ({args.optuna_sampler}, {rp['trials']} trials)"
+            lines.append(f"| {label} | {exp} | {lv['runs']} | {lv['cpu_fraction']:.2f} | {lv['hv_fraction']:.3f} | "
+                         f"{rp['total_cpu_fraction']:.2f} | {f[0]:.3f} ({f[1]:.3f}-{f[2]:.3f}) | "
+                         f"{'yes' if lv['same_frontier'] else 'no'} | {lv['max_abs_diff_vs_grid']:.3g} "
+                         f"({lv['compared']} measures) |")
+        lines += ["", "Live CPU-seconds are what the live runs logged (sampling of the images they drew, scoring, "
+                  "training once per model), timed on the same machine on another occasion than the grid.", ""]
+    lines += ["![hypervolume against CPU time](search_cost.png)"]
     write_with_command(lines, str(out / "search_cost.md"), "benchmarks/search_replay.py", argv)
     return 0
 
 
-def _figure(xs, curves, grid_h, out: Path, title: str) -> None:
+def _hv(configs, names, top, objectives, ref) -> float:
+    by_name = {c.name: c for c in configs}
+    pts = np.array([[by_name[n].values[top][m] for m, _ in objectives] for n in names])
+    return hypervolume_2d(pts, ref, [d for _, d in objectives]) if len(pts) else 0.0
+
+
+def _figure(xs, curves, grid_h, out: Path, title: str, live_pts=()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,6 +214,8 @@ def _figure(xs, curves, grid_h, out: Path, title: str) -> None:
         m = hv.mean(0)
         line, = ax.plot(xs, m, label=name)
         ax.fill_between(xs, np.quantile(hv, 0.05, 0), np.quantile(hv, 0.95, 0), color=line.get_color(), alpha=0.2)
+    for (label, x, y), marker in zip(live_pts, "*Xo"):
+        ax.plot([x], [y], marker=marker, ms=11, ls="none", color="black", label=label)
     ax.axvline(grid_h / 3, color="grey", ls=":", label="a third of the grid's CPU")
     ax.set_xlabel("CPU hours spent")
     ax.set_ylabel("hypervolume / grid's final")

@@ -96,3 +96,25 @@ def test_optuna_replay_searches_a_grid_of_unlike_rows():
     assert len(t.cost) == 20 and t.cost[-1] == pytest.approx(20.0)
     asked = {name for top in t.top for name in top}
     assert len(asked) >= 4  # it explores the rows, not one
+
+
+def test_a_live_sweep_is_scored_against_the_grid_it_replays():
+    """A live halving sweep: CPU as logged (each model trained once), what it found on the top count, and the
+    largest gap between its measures and the grid's at the same count (0 when the images are the same)."""
+    import pandas as pd
+
+    cfgs = table([10, 20, 30], [11, 21, 31], speed=[1.0, 2.0, 3.0])
+    rows = [("m", b, n, fid, sp, 0.1 * n, 0.01 * n, 7.0) for b, fid, sp in [(0, 10, 1.0), (1, 20, 2.0), (2, 30, 3.0)]
+            for n in [500]] + [("m", 0, 2000, 11.0, 1.0, 150.0, 20.0, 7.0), ("vanilla", 16, 2000, 5.0, 1.0, 1e6, 0, 0)]
+    df = pd.DataFrame(rows, columns=["method", "B", "n_samples", "fid", "speedup_flops", "sample_seconds",
+                                     "quality_seconds", "train_seconds"])
+    lv = sc.live_sweep(df, [], OBJ, cfgs, 2000)
+    assert lv["found"] == ["c0"] and lv["runs"] == 4 and lv["unknown"] == []
+    assert lv["cpu_seconds"] == pytest.approx(3 * 55 + 170 + 7)  # the vanilla reference left out, training once
+    assert lv["max_abs_diff_vs_grid"] == 0 and lv["compared"] == 8
+    df.loc[3, "fid"] = 11.5  # a live number that is not the grid's
+    assert sc.live_sweep(df, [], OBJ, cfgs, 2000)["max_abs_diff_vs_grid"] == pytest.approx(0.5)
+    df.loc[0, "B"] = 9  # a configuration the grid never ran
+    assert sc.live_sweep(df, [], OBJ, cfgs, 2000)["unknown"] == [str({"method": "m", "budget": 9})]
+    assert sc.params_key({"method": "t", "budget": 2, "order": 1}) == sc.params_key(
+        {"method": "t", "budget": 2.0, "order": 1.0, "other": float("nan")})
