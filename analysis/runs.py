@@ -135,8 +135,10 @@ def _row(run, uri: str, exp, with_steps: bool, client) -> dict:
 
 
 def load_runs(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[str]] = (None,),
-              parents: Iterable[str] = (), with_steps: bool = True) -> pd.DataFrame:
+              parents: Iterable[str] = (), with_steps: bool = True, every_run: bool = False) -> pd.DataFrame:
     """FINISHED trial runs of the named experiments and/or sweep parent runs, from every given store.
+
+    `every_run`: also lower rungs and repeats of a trial (what a sweep spent), not only what tables compare.
 
     Each experiment is looked up in every tracking URI and what is found is combined; a parent run
     narrows its experiment to that sweep. A name found in no store, a store holding none of the
@@ -173,7 +175,8 @@ def load_runs(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[
             for r in runs:
                 counts[r.info.status] = counts.get(r.info.status, 0) + 1
             done = sorted((r for r in runs if r.info.status == "FINISHED"), key=lambda r: r.info.start_time or 0)
-            newest = {r.data.tags.get("ablate.trial_key", r.info.run_id): r for r in done}
+            newest = {r.info.run_id if every_run else r.data.tags.get("ablate.trial_key", r.info.run_id): r
+                      for r in done}
             rows += [_row(r, uri, exp, with_steps, client) for r in newest.values()]
     missing = [n for n in names if n not in found]
     if missing:
@@ -194,7 +197,7 @@ def load_runs(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[
     # count, so tables and frontiers compare only runs on an experiment's largest count.
     n = pd.to_numeric(df.get("n_samples"), errors="coerce") if "n_samples" in df else None
     lower = 0
-    if n is not None:
+    if n is not None and not every_run:
         low = n < n.groupby(df["source"]).transform("max")
         lower = int(low.sum())
         df = df[~low]

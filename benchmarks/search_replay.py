@@ -34,8 +34,10 @@ from analysis.runs import load_runs  # noqa: E402
 META = {"method", "B"}
 
 
-def configs_from_runs(df, objectives, rungs_wanted=None):
-    """One Config per (method, B, knobs) holding every seed; the rungs = the prefix counts scored for it."""
+def configs_from_runs(df, objectives, rungs_wanted=None, score_at=None):
+    """One Config per (method, B, knobs) holding every seed; the rungs = the prefix counts scored for it.
+    Scoring a smaller count costs the top count's scoring pro rata, or `score_at[n]` seconds a run where given
+    (measured: scoring has parts that do not shrink with the count, e.g. KID's subsets of up to 1,000)."""
     df = df[df["method"] != "vanilla"]
     top = int(df["n_samples"].max())
     knobs = df.attrs.get("knobs", [])
@@ -59,7 +61,8 @@ def configs_from_runs(df, objectives, rungs_wanted=None):
             else:
                 samp[n] = float(g["sample_seconds"].astype(float).sum()) * n / top
                 pro_rata |= n < top
-            score[n] = float(g["quality_seconds"].astype(float).sum()) * n / top
+            score[n] = (len(g) * score_at[n] if score_at and n in score_at
+                        else float(g["quality_seconds"].astype(float).sum()) * n / top)
         train = float(g["train_seconds"].astype(float).max()) if "train_seconds" in g else 0.0
         name = ", ".join(f"{k}={v}" for k, v in params.items())
         key = f"{row['method']}:{train:.3f}" if train > 0 else None
@@ -83,8 +86,17 @@ def main(argv=None) -> int:
     ap.add_argument("--optuna-sampler", default="nsga2", choices=["nsga2", "tpe"])
     ap.add_argument("--live", nargs="*", default=[], metavar="STRATEGY=EXPERIMENT",
                     help="live sweeps of the same space: halving=EXP and/or optuna=EXP")
+    ap.add_argument("--score-seconds", nargs="*", default=[], metavar="N=SECONDS",
+                    help="scoring seconds a run at a smaller count N, as measured (default: the largest's, pro rata)")
     ap.add_argument("--out", default="results/search_cost")
     args = ap.parse_args(argv)
+    score_at = {}
+    for item in args.score_seconds:
+        n, _, v = item.partition("=")
+        try:
+            score_at[int(n)] = float(v)
+        except ValueError:
+            ap.error(f"--score-seconds: expected N=SECONDS, e.g. 250=9.7, got {item!r}")
     live = {}
     for item in args.live:
         strategy, _, exp = item.partition("=")
@@ -94,7 +106,7 @@ def main(argv=None) -> int:
 
     objectives = [tuple(o.split(":")) for o in args.objectives]
     df = load_runs([args.experiment], [args.tracking_uri], with_steps=False)
-    configs, rungs, seeds, pro_rata = configs_from_runs(df, objectives, args.rungs)
+    configs, rungs, seeds, pro_rata = configs_from_runs(df, objectives, args.rungs, score_at)
     top = rungs[-1]
     pts = np.array([[c.values[top][m] for m, _ in objectives] for c in configs])
     lo, hi = pts.min(0), pts.max(0)
@@ -122,6 +134,7 @@ def main(argv=None) -> int:
         reach = np.array([sc.seconds_to_reach(t, configs, top, objectives, ref, full_hv) for t in ts]) / grid_total
         final = np.array([sc.hv_curve(t, configs, top, objectives, ref, [t.cost[-1]])[0] for t in ts]) / full_hv
         fronts = [sc.frontier(configs, t.top[-1], top, objectives) for t in ts]
+        third = np.array([sc.hv_curve(t, configs, top, objectives, ref, [grid_total / 3])[0] for t in ts]) / full_hv
         summary[name] = {
             "reps": len(ts), "total_cpu_fraction": float(np.mean([t.cost[-1] for t in ts]) / grid_total),
             "final_hv_fraction": [float(np.mean(final)), float(np.quantile(final, 0.05)),
@@ -130,10 +143,12 @@ def main(argv=None) -> int:
             "reach_full_hv_share": float(np.mean(np.isfinite(reach))),
             "same_frontier_share": float(np.mean([f == grid_front for f in fronts])),
             "evaluations": float(np.mean([len(t.cost) for t in ts])),
+            "hv_at_a_third_of_grid_cpu": [float(third.mean()), float(np.quantile(third, 0.05)),
+                                          float(np.quantile(third, 0.95))],
         }
     live_rows, live_pts = [], []
     for strategy, exp in live.items():
-        ldf = load_runs([exp], [args.tracking_uri], with_steps=False)
+        ldf = load_runs([exp], [args.tracking_uri], with_steps=False, every_run=True)
         lv = sc.live_sweep(ldf, df.attrs.get("knobs", []), objectives, configs, top)
         if lv["unknown"]:
             raise SystemExit(f"--live {strategy}={exp}: configurations the grid did not run: {lv['unknown'][:3]}")
@@ -142,14 +157,25 @@ def main(argv=None) -> int:
         lv["same_frontier"] = sc.frontier(configs, lv["found"], top, objectives) == grid_front
         if strategy == "halving":
             lv["replay"] = summary["halving"]
-        else:  # Optuna replayed for as many trials as the live sweep ran (its runs are all on the top count)
-            ts = [sc.replay_optuna(configs, top, objectives, lv["runs"] // len(seeds), seed=r,
-                                   sampler=args.optuna_sampler) for r in range(args.optuna_reps)]
+            # the same replay with scoring charged as the live runs measured it at each smaller count
+            low = ldf[(ldf["method"] != "vanilla") & (ldf["n_samples"].astype(int) < top)]
+            measured = {int(n): float(g["quality_seconds"].astype(float).median())
+                        for n, g in low.groupby("n_samples")}
+            cal, _, _, _ = configs_from_runs(df, objectives, args.rungs, measured)
+            ts = [sc.replay_halving(cal, rungs, args.eta, objectives, np.random.default_rng(r))
+                  for r in range(args.reps)]
+            lv["score_seconds_measured"] = measured
+            lv["replay_measured_scoring_cpu_fraction"] = float(np.mean([t.cost[-1] for t in ts]) / grid_total)
+        else:  # Optuna replayed for as many trials as the live sweep ran, with the sampler Ray Tune's OptunaSearch
+            # uses when given none (TPE: its first 10 trials are random startup)
+            ts = [sc.replay_optuna(configs, top, objectives, lv["runs"] // len(seeds), seed=r, sampler="tpe")
+                  for r in range(args.optuna_reps)]
             fin = np.array([sc.hv_curve(t, configs, top, objectives, ref, [t.cost[-1]])[0] for t in ts]) / full_hv
             lv["replay"] = {"reps": len(ts), "trials": lv["runs"] // len(seeds),
                             "total_cpu_fraction": float(np.mean([t.cost[-1] for t in ts]) / grid_total),
                             "final_hv_fraction": [float(fin.mean()), float(np.quantile(fin, 0.05)),
                                                   float(np.quantile(fin, 0.95))]}
+            lv["replay_measured_scoring_cpu_fraction"] = lv["replay"]["total_cpu_fraction"]  # top count only
         live_rows.append((strategy, exp, lv))
         live_pts.append((f"{strategy}, live ({exp})", lv["cpu_seconds"] / 3600, lv["hv_fraction"]))
     out = Path(args.out)
@@ -168,30 +194,44 @@ def main(argv=None) -> int:
              f"{', '.join(f'{m} ({d})' for m, d in objectives)}; hypervolume relative to the full grid's, reference "
              f"point 5% beyond the grid's worst values. Grid CPU time: {grid_total / 3600:.2f} h (sampling, scoring "
              f"and training once per trained model; the vanilla reference, common to all, left out)."
+             + (" Scoring at smaller counts as measured: " + ", ".join(f"{n}: {v:g} s a run" for n, v in
+                                                                      sorted(score_at.items())) + "." if score_at
+                else " Scoring at smaller counts pro rata to the largest's.")
              + (" Smaller counts' sampling seconds are pro rata (the grid did not log them)." if pro_rata else ""),
              "", ("| strategy | replays | evaluations | CPU (x grid) | final HV (mean, 5-95%) | reaches the grid's HV "
-                  "(share; median CPU x grid) | same frontier as the grid |"), "|---|---|---|---|---|---|---|"]
+                  "(share; median CPU x grid) | same frontier as the grid | HV at a third of the grid's CPU |"),
+             "|---|---|---|---|---|---|---|---|"]
     for name, s in summary.items():
         f = s["final_hv_fraction"]
         lines.append(f"| {name} | {s['reps']} | {s['evaluations']:.1f} | {s['total_cpu_fraction']:.2f} | "
                      f"{f[0]:.3f} ({f[1]:.3f}-{f[2]:.3f}) | {s['reach_full_hv_share']:.2f}; "
-                     f"{s['reach_full_hv_fraction_median']:.2f} | {s['same_frontier_share']:.2f} |")
+                     f"{s['reach_full_hv_fraction_median']:.2f} | {s['same_frontier_share']:.2f} | "
+                     "{:.3f} ({:.3f}-{:.3f}) |".format(*s["hv_at_a_third_of_grid_cpu"]))
     lines += ["", f"Grid frontier: {'; '.join(sorted(grid_front))}.", ""]
     if live_rows:
         lines += ["## Live sweeps of the same space", "",
-                  "| strategy | experiment | runs | CPU (x grid) | HV found | replay: CPU (x grid) | replay: final HV "
-                  "(mean, 5-95%) | same frontier as the grid | max abs difference from the grid's measures |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| strategy | experiment | runs | CPU (x grid) | HV found | replay: CPU (x grid) | replay, scoring as "
+                  "measured live: CPU (x grid) | replay: final HV (mean, 5-95%) | same frontier as the grid | max abs "
+                  "difference from the grid's measures |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for strategy, exp, lv in live_rows:
             rp = lv["replay"]
             f = rp["final_hv_fraction"]
-            label = strategy if strategy == "halving" else f"{strategy} ({args.optuna_sampler}, {rp['trials']} trials)"
+            label = strategy if strategy == "halving" else f"{strategy} (tpe, {rp['trials']} trials)"
+            cal = lv.get("replay_measured_scoring_cpu_fraction")
             lines.append(f"| {label} | {exp} | {lv['runs']} | {lv['cpu_fraction']:.2f} | {lv['hv_fraction']:.3f} | "
-                         f"{rp['total_cpu_fraction']:.2f} | {f[0]:.3f} ({f[1]:.3f}-{f[2]:.3f}) | "
+                         f"{rp['total_cpu_fraction']:.2f} | {'–' if cal is None else f'{cal:.2f}'} | "
+                         f"{f[0]:.3f} ({f[1]:.3f}-{f[2]:.3f}) | "
                          f"{'yes' if lv['same_frontier'] else 'no'} | {lv['max_abs_diff_vs_grid']:.3g} "
                          f"({lv['compared']} measures) |")
         lines += ["", "Live CPU-seconds are what the live runs logged (sampling of the images they drew, scoring, "
-                  "training once per model), timed on the same machine on another occasion than the grid.", ""]
+                  "training once per model), timed on the same machine on another occasion than the grid. The "
+                  "replay charges scoring at a smaller count pro rata to the grid's scoring of its largest; the "
+                  "column beside it charges the median scoring seconds the live runs measured at each smaller count "
+                  + "(" + ", ".join(f"{n}: {v:.1f} s" for lv in [x[2] for x in live_rows]
+                                    for n, v in lv.get("score_seconds_measured", {}).items())
+                  + " a run) against the grid's " + f"{float(df[df['method'] != 'vanilla']['quality_seconds'].median()):.1f}"
+                  + f" s at {top}.", ""]
     lines += ["![hypervolume against CPU time](search_cost.png)"]
     write_with_command(lines, str(out / "search_cost.md"), "benchmarks/search_replay.py", argv)
     return 0

@@ -273,3 +273,8 @@ def test_halving_sweep_resumes_without_redoing_a_finished_rung(tmp_path):
 
     res = [(r.info.run_name, dict(r.data.metrics)) for r in by_n["20"]]
     assert sorted(promote(res, [("fid", "min"), ("speedup_flops", "max")], 2)) == sorted(r.info.run_name for r in rung2)
+    # tables read the last rung only; the search-cost check reads every rung (what the sweep spent)
+    from analysis.runs import load_runs
+
+    assert set(load_runs(["halving"], [uri], with_steps=False)["n_samples"].astype(int)) == {40}
+    assert len(load_runs(["halving"], [uri], with_steps=False, every_run=True)) == len(trials)
