@@ -202,15 +202,20 @@ def params_key(params: dict) -> tuple:
     return tuple(sorted(norm.items()))
 
 
-def live_sweep(df, knobs, objectives, configs, top) -> dict:
-    """What a live sweep spent and found, and whether its measures are the grid's (same seeds, same images)."""
+def live_sweep(df, knobs, objectives, configs, top, seeds=None) -> dict:
+    """What a live sweep spent and found, and whether its measures are the grid's (same seeds, same images).
+
+    The grid's values are seed means, so a live configuration is compared at a count only once its runs there
+    cover the grid's seeds (`seeds`; repeats of a seed count once); other (configuration, count) pairs are
+    counted in `not_compared`. Training is charged once per trained model, as the replay charges it (keyed by
+    method and logged training time; a model served from the store logs its original time)."""
     df = df[df["method"] != "vanilla"]
     by_key = {params_key(c.params): c for c in configs}
     cpu = float(df["sample_seconds"].astype(float).sum() + df["quality_seconds"].astype(float).sum())
-    if "train_seconds" in df:  # once per trained model (the store shares it): one distinct time per model
+    if "train_seconds" in df:
         trained = {(m, round(float(s), 3)) for m, s in zip(df["method"], df["train_seconds"]) if float(s) > 0}
         cpu += sum(s for _, s in trained)
-    found, deltas, unknown = {}, [], []
+    found, unknown, at = {}, [], {}
     for _, r in df.iterrows():
         params = {"method": r["method"], "budget": int(r["B"])} | {k: r[k] for k in knobs if k in r}
         c = by_key.get(params_key(params))
@@ -218,13 +223,22 @@ def live_sweep(df, knobs, objectives, configs, top) -> dict:
             unknown.append(str(params))
             continue
         n = int(r["n_samples"])
-        for m, _ in objectives:  # the grid's number for this count: its prefix column, or its own value at top
-            if n in c.values:
-                deltas.append(abs(float(r[m]) - c.values[n][m]))
+        at.setdefault((c.name, n), {})[int(r["seed"]) if "seed" in r else 0] = r
         if n == top:
             found[c.name] = c
+    by_name = {c.name: c for c in configs}
+    deltas, not_compared = [], 0
+    for (name, n), per_seed in at.items():
+        c = by_name[name]
+        if n not in c.values or (seeds is not None and sorted(per_seed) != sorted(seeds)):
+            not_compared += 1
+            continue
+        for m, _ in objectives:  # the grid's number for this count: its prefix column, or its own value at top
+            live = float(np.mean([float(r[m]) for r in per_seed.values()]))
+            deltas.append(abs(live - c.values[n][m]))
     return {"cpu_seconds": cpu, "runs": int(len(df)), "found": sorted(found), "unknown": unknown,
-            "max_abs_diff_vs_grid": max(deltas) if deltas else math.nan, "compared": len(deltas)}
+            "max_abs_diff_vs_grid": max(deltas) if deltas else math.nan, "compared": len(deltas),
+            "not_compared": not_compared}
 
 
 def _is_missing(v) -> bool:

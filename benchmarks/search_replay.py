@@ -149,9 +149,16 @@ def main(argv=None) -> int:
     live_rows, live_pts = [], []
     for strategy, exp in live.items():
         ldf = load_runs([exp], [args.tracking_uri], with_steps=False, every_run=True)
-        lv = sc.live_sweep(ldf, df.attrs.get("knobs", []), objectives, configs, top)
+        lv = sc.live_sweep(ldf, df.attrs.get("knobs", []), objectives, configs, top, seeds)
         if lv["unknown"]:
             raise SystemExit(f"--live {strategy}={exp}: configurations the grid did not run: {lv['unknown'][:3]}")
+        counts = sorted({int(n) for n in ldf.loc[ldf["method"] != "vanilla", "n_samples"]})
+        if not set(counts) <= set(rungs):
+            raise SystemExit(f"--rungs: the live sweep {exp} ran the counts {counts}, the replay's rungs are "
+                             f"{rungs}: pass --rungs {' '.join(str(n) for n in counts[:-1])}")
+        mine = ldf["method"] != "vanilla"
+        lv["eval_fraction"] = float(ldf.loc[mine, "eval_seconds"].astype(float).sum()
+                                    / df.loc[df["method"] != "vanilla", "eval_seconds"].astype(float).sum())
         lv["hv_fraction"] = _hv(configs, lv["found"], top, objectives, ref) / full_hv
         lv["cpu_fraction"] = lv["cpu_seconds"] / grid_total
         lv["same_frontier"] = sc.frontier(configs, lv["found"], top, objectives) == grid_front
@@ -168,10 +175,11 @@ def main(argv=None) -> int:
             lv["replay_measured_scoring_cpu_fraction"] = float(np.mean([t.cost[-1] for t in ts]) / grid_total)
         else:  # Optuna replayed for as many trials as the live sweep ran, with the sampler Ray Tune's OptunaSearch
             # uses when given none (TPE: its first 10 trials are random startup)
-            ts = [sc.replay_optuna(configs, top, objectives, lv["runs"] // len(seeds), seed=r, sampler="tpe")
+            trials = lv["runs"] // max(1, ldf.loc[mine, "seed"].nunique())
+            ts = [sc.replay_optuna(configs, top, objectives, trials, seed=r, sampler="tpe")
                   for r in range(args.optuna_reps)]
             fin = np.array([sc.hv_curve(t, configs, top, objectives, ref, [t.cost[-1]])[0] for t in ts]) / full_hv
-            lv["replay"] = {"reps": len(ts), "trials": lv["runs"] // len(seeds),
+            lv["replay"] = {"reps": len(ts), "trials": trials,
                             "total_cpu_fraction": float(np.mean([t.cost[-1] for t in ts]) / grid_total),
                             "final_hv_fraction": [float(fin.mean()), float(np.quantile(fin, 0.05)),
                                                   float(np.quantile(fin, 0.95))]}
@@ -210,24 +218,29 @@ def main(argv=None) -> int:
     lines += ["", f"Grid frontier: {'; '.join(sorted(grid_front))}.", ""]
     if live_rows:
         lines += ["## Live sweeps of the same space", "",
-                  "| strategy | experiment | runs | CPU (x grid) | HV found | replay: CPU (x grid) | replay, scoring as "
-                  "measured live: CPU (x grid) | replay: final HV (mean, 5-95%) | same frontier as the grid | max abs "
-                  "difference from the grid's measures |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| strategy | experiment | runs | CPU (x grid) | whole eval time (x grid's) | HV found | replay: CPU "
+                  "(x grid) | replay, scoring as measured live: CPU (x grid) | replay: final HV (mean, 5-95%) | same "
+                  "frontier as the grid | max abs difference from the grid's measures |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for strategy, exp, lv in live_rows:
             rp = lv["replay"]
             f = rp["final_hv_fraction"]
             label = strategy if strategy == "halving" else f"{strategy} (tpe, {rp['trials']} trials)"
             cal = lv.get("replay_measured_scoring_cpu_fraction")
-            lines.append(f"| {label} | {exp} | {lv['runs']} | {lv['cpu_fraction']:.2f} | {lv['hv_fraction']:.3f} | "
+            lines.append(f"| {label} | {exp} | {lv['runs']} | {lv['cpu_fraction']:.2f} | {lv['eval_fraction']:.2f} | "
+                         f"{lv['hv_fraction']:.3f} | "
                          f"{rp['total_cpu_fraction']:.2f} | {'–' if cal is None else f'{cal:.2f}'} | "
                          f"{f[0]:.3f} ({f[1]:.3f}-{f[2]:.3f}) | "
                          f"{'yes' if lv['same_frontier'] else 'no'} | {lv['max_abs_diff_vs_grid']:.3g} "
-                         f"({lv['compared']} measures) |")
+                         f"({lv['compared']} measures"
+                         + (f"; {lv['not_compared']} not on the grid's seeds" if lv["not_compared"] else "") + ") |")
         lines += ["", "Live CPU-seconds are what the live runs logged (sampling of the images they drew, scoring, "
-                  "training once per model), timed on the same machine on another occasion than the grid. The "
-                  "replay charges scoring at a smaller count pro rata to the grid's scoring of its largest; the "
-                  "column beside it charges the median scoring seconds the live runs measured at each smaller count "
+                  "training once per model), timed on the same machine on another occasion than the grid; the "
+                  "whole eval time adds each run's setup, warm-up, FLOPs count and feature error. The replay charges "
+                  "scoring at a smaller count "
+                  + ("as given by --score-seconds" if score_at else "pro rata to the grid's scoring of its largest")
+                  + "; the column beside it charges the median scoring seconds the live runs measured at each "
+                  "smaller count "
                   + "(" + ", ".join(f"{n}: {v:.1f} s" for lv in [x[2] for x in live_rows]
                                     for n, v in lv.get("score_seconds_measured", {}).items())
                   + " a run) against the grid's " + f"{float(df[df['method'] != 'vanilla']['quality_seconds'].median()):.1f}"

@@ -116,5 +116,13 @@ def test_a_live_sweep_is_scored_against_the_grid_it_replays():
     assert sc.live_sweep(df, [], OBJ, cfgs, 2000)["max_abs_diff_vs_grid"] == pytest.approx(0.5)
     df.loc[0, "B"] = 9  # a configuration the grid never ran
     assert sc.live_sweep(df, [], OBJ, cfgs, 2000)["unknown"] == [str({"method": "m", "budget": 9})]
+    # two seeds: the grid's values are seed means, so a count is compared once its runs cover both seeds
+    two = pd.DataFrame([("m", 0, 2000, fid, 1.0, 1.0, 1.0, 0.0, seed) for seed, fid in [(0, 10.0), (1, 12.0)]],
+                       columns=["method", "B", "n_samples", "fid", "speedup_flops", "sample_seconds",
+                                "quality_seconds", "train_seconds", "seed"])
+    lv = sc.live_sweep(two, [], OBJ, cfgs, 2000, seeds=[0, 1])
+    assert lv["max_abs_diff_vs_grid"] == 0 and lv["compared"] == 2 and lv["not_compared"] == 0
+    lv = sc.live_sweep(two.iloc[:1], [], OBJ, cfgs, 2000, seeds=[0, 1])
+    assert lv["compared"] == 0 and lv["not_compared"] == 1 and lv["found"] == ["c0"]
     assert sc.params_key({"method": "t", "budget": 2, "order": 1}) == sc.params_key(
         {"method": "t", "budget": 2.0, "order": 1.0, "other": float("nan")})
