@@ -54,6 +54,8 @@ BAD = {
     "unknown dataset": ("name: x\ndataset: imagenet\ngrid: [{method: vanilla}]\n", r"^dataset: unknown dataset"),
     "optuna without section": ("name: x\nsearch: optuna\n", r"^optuna: "),
     "bad distribution": ("name: x\nsearch: optuna\noptuna: {budget: {int: [8, 2]}}\n", r"^optuna\.budget: .*low 8 > high 2"),
+    "optuna over seeds": ("name: x\nsearch: optuna\neval: {seeds: [0, 1]}\noptuna: {budget: {int: [2, 4]}}\n",
+                          r"^eval\.seeds: search: optuna runs each trial on one seed"),
     "not yaml": ("name: [x\n", r"^space: .* is not valid YAML"),
 }
 

@@ -218,6 +218,9 @@ class SearchSpace(_Strict):
                                  f"({self.eval.batch_size}), so a promoted trial keeps whole batches")
         if self.search == "optuna" and self.optuna is None:
             raise ValueError("optuna: search: optuna needs an optuna section")
+        if self.search == "optuna" and len(self.eval.seeds) > 1:  # its trials are asked on the first seed only
+            raise ValueError(f"eval.seeds: search: optuna runs each trial on one seed, got {self.eval.seeds}: give "
+                             "one seed, or use search: grid or halving for several")
         if self.optuna is not None:
             b = self.optuna.budget
             ints = b.int_range if b.int_range is not None else b.choice or [0.5]
