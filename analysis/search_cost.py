@@ -159,14 +159,10 @@ def _hashable(v):
 def hv_curve(trace: Trace, configs: Sequence[Config], top_n: int, objectives: Sequence[tuple[str, str]],
              ref: Sequence[float], grid_seconds: Sequence[float]) -> np.ndarray:
     """Hypervolume of the configurations known on the top count, at each of grid_seconds (step function)."""
-    by_name = {c.name: c for c in configs}
-    metrics, modes = [m for m, _ in objectives], [d for _, d in objectives]
     hv_at_event, cache = [], {}
     for names in trace.top:
         if names not in cache:
-            pts = np.array([[by_name[n].values[top_n][m] for m in metrics] for n in names]) if names else \
-                np.empty((0, 2))
-            cache[names] = hypervolume_2d(pts, ref, modes) if len(pts) else 0.0
+            cache[names] = hypervolume(configs, names, top_n, objectives, ref)
         hv_at_event.append(cache[names])
     costs = np.array(trace.cost)
     out = np.zeros(len(grid_seconds))
@@ -174,6 +170,13 @@ def hv_curve(trace: Trace, configs: Sequence[Config], top_n: int, objectives: Se
         k = np.searchsorted(costs, t, side="right") - 1
         out[j] = hv_at_event[k] if k >= 0 else 0.0
     return out
+
+
+def hypervolume(configs: Sequence[Config], names: Sequence[str], top_n: int, objectives, ref) -> float:
+    """Hypervolume of the named configurations on the top count (0 for none)."""
+    by_name = {c.name: c for c in configs}
+    pts = np.array([[by_name[n].values[top_n][m] for m, _ in objectives] for n in names])
+    return hypervolume_2d(pts, ref, [d for _, d in objectives]) if len(pts) else 0.0
 
 
 def frontier(configs: Sequence[Config], names: Sequence[str], top_n: int,
@@ -198,7 +201,7 @@ def seconds_to_reach(trace: Trace, configs, top_n, objectives, ref, target: floa
 def params_key(params: dict) -> tuple:
     """A configuration's identity across experiments (knob values as floats where numeric: 1 and 1.0 agree)."""
     norm = {k: float(v) if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else v
-            for k, v in params.items() if not _is_missing(v)}
+            for k, v in params.items() if not is_missing(v)}
     return tuple(sorted(norm.items()))
 
 
@@ -241,5 +244,6 @@ def live_sweep(df, knobs, objectives, configs, top, seeds=None) -> dict:
             "not_compared": not_compared}
 
 
-def _is_missing(v) -> bool:
+def is_missing(v) -> bool:
+    """An absent knob value (None or NaN, as a table of unlike rows holds it)."""
     return v is None or (isinstance(v, float) and math.isnan(v))

@@ -27,7 +27,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis import search_cost as sc  # noqa: E402
-from analysis.pareto import hypervolume_2d  # noqa: E402
 from analysis.report import write_with_command  # noqa: E402
 from analysis.runs import load_runs  # noqa: E402
 
@@ -50,7 +49,7 @@ def configs_from_runs(df, objectives, rungs_wanted=None, score_at=None):
             continue
         row = g.iloc[0]
         params = {"method": row["method"], "budget": int(row["B"])}
-        params |= {k: row[k] for k in knobs if k in g and not _missing(row[k])}
+        params |= {k: row[k] for k in knobs if k in g and not sc.is_missing(row[k])}
         values, samp, score = {}, {}, {}
         for n in rungs:
             values[n] = {m: float(g[f"{m}_n{n}" if n < top and f"{m}_n{n}" in g else m].astype(float).mean())
@@ -68,10 +67,6 @@ def configs_from_runs(df, objectives, rungs_wanted=None, score_at=None):
         key = f"{row['method']}:{train:.3f}" if train > 0 else None
         out.append(sc.make_config(name, params, values, samp, score, key, train))
     return out, rungs, seeds, pro_rata
-
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def main(argv=None) -> int:
@@ -159,7 +154,7 @@ def main(argv=None) -> int:
         mine = ldf["method"] != "vanilla"
         lv["eval_fraction"] = float(ldf.loc[mine, "eval_seconds"].astype(float).sum()
                                     / df.loc[df["method"] != "vanilla", "eval_seconds"].astype(float).sum())
-        lv["hv_fraction"] = _hv(configs, lv["found"], top, objectives, ref) / full_hv
+        lv["hv_fraction"] = sc.hypervolume(configs, lv["found"], top, objectives, ref) / full_hv
         lv["cpu_fraction"] = lv["cpu_seconds"] / grid_total
         lv["same_frontier"] = sc.frontier(configs, lv["found"], top, objectives) == grid_front
         if strategy == "halving":
@@ -248,12 +243,6 @@ def main(argv=None) -> int:
     lines += ["![hypervolume against CPU time](search_cost.png)"]
     write_with_command(lines, str(out / "search_cost.md"), "benchmarks/search_replay.py", argv)
     return 0
-
-
-def _hv(configs, names, top, objectives, ref) -> float:
-    by_name = {c.name: c for c in configs}
-    pts = np.array([[by_name[n].values[top][m] for m, _ in objectives] for n in names])
-    return hypervolume_2d(pts, ref, [d for _, d in objectives]) if len(pts) else 0.0
 
 
 def _figure(xs, curves, grid_h, out: Path, title: str, live_pts=()) -> None:
