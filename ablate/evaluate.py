@@ -246,15 +246,16 @@ def quality_measures(st: Setup, images: torch.Tensor, tokens: torch.Tensor) -> d
     feats = quality.features(images, bundle, cfg.extractor, dev)
     ref_feats = {name: quality.reference_features(s.images, bundle, cfg.extractor, dev) for name, s in splits.items()}
     m = quality.score(feats, ref_feats[cfg.reference])
-    for name in splits:
-        m |= {f"{k}_{name}": v for k, v in quality.score(feats, ref_feats[name], prc=False).items() if k != "kid_std"}
+    for name in splits:  # the reference split's entries are the scores just computed (scoring it twice cost a KID)
+        s = m if name == cfg.reference else quality.score(feats, ref_feats[name], prc=False)
+        m |= {f"{k}_{name}": s[k] for k in ("fid", "kid_mean")}
     for n in PREFIXES:
         if n < len(images):
             m |= {f"{k}_n{n}": v for k, v in quality.score(feats[:n], ref_feats[cfg.reference], prc=False).items()
                   if k != "kid_std"}
     pick = torch.randperm(len(other), generator=torch.Generator().manual_seed(0))[: len(images)]
     floor = quality.reference_features(other.images[pick], bundle, cfg.extractor, dev)
-    m |= {f"floor_{k}": v for k, v in quality.score(floor, ref_feats[cfg.reference]).items() if k != "kid_std"}
+    m |= {f"floor_{k}": v for k, v in quality.real_score(floor, ref_feats[cfg.reference]).items() if k != "kid_std"}
     m["class_acc"] = quality.class_accuracy(images, st.labels, bundle)
     if st.method.steps == st.method.nominal_steps:
         van_tokens = vanilla_tokens(st, tokens if st.method.name == "vanilla" else None)

