@@ -4,7 +4,9 @@
 
 Per method: every setting its runs tried (FID and token agreement, mean ± 95% half-width over the validation
 seeds), the budget it got (settings, runs, CPU-seconds: each run's sampling and scoring, plus each trained model
-once), and the chosen setting: lowest mean FID, the rule fixed before the runs. The chosen settings go into the
+once), and the chosen setting: lowest mean FID, the rule fixed before the runs. Beside each other setting, the
+paired test of its FID against the chosen one over the same seeds: where no difference is significant, the choice
+is a coin toss among equals, and the table says so. The chosen settings go into the
 reporting space by hand (search_spaces/baselines_N16.yaml), so that the report never runs on the tuning seeds.
 Writes the table and, beside it, tuning_chosen.json.
 """
@@ -21,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.report import write_with_command  # noqa: E402
 from analysis.runs import load_runs  # noqa: E402
-from analysis.stats import half_width  # noqa: E402
+from analysis.stats import ALPHA, half_width, paired_p  # noqa: E402
 
 
 def settings(df) -> list[tuple[str, dict, object]]:
@@ -47,21 +49,30 @@ def _plain(v):
 
 
 def summarize(df) -> tuple[list, dict, dict]:
-    """Rows (method, knobs, FID mean, half-width, agreement mean, half-width, runs), the chosen knobs per method
-    (lowest mean FID) and each method's budget (settings, runs, CPU-seconds)."""
-    rows, chosen, budget = [], {}, {}
+    """Rows (method, knobs, FID mean, half-width, agreement mean, half-width, runs, paired p of its FID against
+    the chosen setting's), the chosen knobs per method (lowest mean FID) and each method's budget (settings, runs,
+    CPU-seconds)."""
+    rows, chosen, budget, by_seed = [], {}, {}, []
     for method, knobs, runs in settings(df):
         fid, agr = runs["fid"].astype(float), runs["token_agreement"].astype(float)
-        rows.append((method, knobs, fid.mean(), half_width(fid.tolist()), agr.mean(),
-                     half_width(agr.tolist()) if agr.notna().all() else math.nan, len(runs)))
+        rows.append([method, knobs, fid.mean(), half_width(fid.tolist()), agr.mean(),
+                     half_width(agr.tolist()) if agr.notna().all() else math.nan, len(runs), math.nan])
+        by_seed.append(dict(zip(runs["seed"].astype(int), fid)))
         b = budget.setdefault(method, {"settings": 0, "runs": 0, "cpu_seconds": 0.0})
         b["settings"] += 1
         b["runs"] += len(runs)
     for method in budget:
         budget[method]["cpu_seconds"] = cpu_seconds(df[df["method"] == method])
-        best = min((r for r in rows if r[0] == method), key=lambda r: r[2])
-        chosen[method] = {k: _plain(v) for k, v in best[1].items()}
-    return rows, chosen, budget
+        mine = [i for i, r in enumerate(rows) if r[0] == method]
+        best = min(mine, key=lambda i: rows[i][2])
+        chosen[method] = {k: _plain(v) for k, v in rows[best][1].items()}
+        for i in mine:
+            rows[i][7] = math.nan if i == best else paired_p(by_seed[i], by_seed[best])
+    return [tuple(r) for r in rows], chosen, budget
+
+
+def _p(p: float) -> str:
+    return "" if math.isnan(p) else f"{p:.2f}" + ("" if p < ALPHA else " (n.s.)")
 
 
 def main(argv=None) -> int:
@@ -78,12 +89,19 @@ def main(argv=None) -> int:
              f"B = {', '.join(str(int(b)) for b in sorted(df[df['method'] != 'vanilla']['B'].unique()))} of "
              f"N = {int(df['N'].max())}, {', '.join(map(str, n))} samples a run, validation seeds "
              f"{', '.join(map(str, seeds))}; mean ± 95% half-width over seeds. Chosen: lowest mean FID (the rule "
-             "fixed before the runs); the reporting space runs it on other seeds.", "",
-             "| method | setting | FID | token agreement | runs | chosen |", "|---|---|---|---|---|---|"]
-    for method, knobs, f, fh, a, ah, k in rows:
+             "fixed before the runs); the reporting space runs it on other seeds. p: paired t-test of the "
+             "setting's FID against the chosen one's over the same seeds; (n.s.) = no significant difference at "
+             f"{ALPHA:.0%}, so the choice between the two is not supported by these runs.", "",
+             "| method | setting | FID | token agreement | runs | chosen | p vs chosen |",
+             "|---|---|---|---|---|---|---|"]
+    for method, knobs, f, fh, a, ah, k, p in rows:
         setting = ", ".join(f"{key}={val}" for key, val in knobs.items()) or "(default)"
         mark = "yes" if {kk: _plain(v) for kk, v in knobs.items()} == chosen[method] else ""
-        lines.append(f"| {method} | {setting} | {f:.2f} ± {fh:.2f} | {a:.3f} ± {ah:.3f} | {k} | {mark} |")
+        lines.append(f"| {method} | {setting} | {f:.2f} ± {fh:.2f} | {a:.3f} ± {ah:.3f} | {k} | {mark} | {_p(p)} |")
+    clear = [m for m in chosen if all(r[7] < ALPHA for r in rows if r[0] == m and not math.isnan(r[7]))
+             and sum(r[0] == m for r in rows) > 1]
+    lines += ["", "Chosen setting significantly better than every other setting of its method: "
+              + (", ".join(clear) if clear else "none") + "."]
     lines += ["", "| method | settings | runs | CPU-seconds |", "|---|---|---|---|"]
     lines += [f"| {m} | {b['settings']} | {b['runs']} | {b['cpu_seconds']:.0f} |" for m, b in budget.items()]
     if args.out:

@@ -631,5 +631,8 @@ def test_tuning_read_back_chooses_by_mean_fid_and_charges_training_once():
     assert chosen == {"taylor": {"order": 1}, "shortcut": {"kl_weight": 0.0}}  # means 31.0 / 30.0 / 31.0; 26 / 26.5
     assert [(m, k) for m, k, *_ in table] == [("shortcut", {"kl_weight": 0.0}), ("shortcut", {"kl_weight": 3.0}),
                                               ("taylor", {"order": 0}), ("taylor", {"order": 1}), ("taylor", {"order": 2})]
+    p = {(m, tuple(k.values())): row[-1] for m, k, *row in table}
+    assert math.isnan(p[("taylor", (1,))]) and math.isnan(p[("shortcut", (0.0,))])  # the chosen one itself
+    assert p[("shortcut", (3.0,))] == pytest.approx(0.2254, abs=1e-4)  # FID differences 1, 0.5, 0 over seeds: t = 1.73, 2 dof
     assert budget["taylor"] == {"settings": 3, "runs": 9, "cpu_seconds": 90.0}
     assert budget["shortcut"] == {"settings": 2, "runs": 6, "cpu_seconds": 30.0 + 400.0 + 403.0}  # each model once
