@@ -303,7 +303,8 @@ def _generate(st: Setup, batch_times: list):
 
 def vanilla_tokens(st: Setup, own: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The unaccelerated run's tokens for this trial's seed, labels, sample count and batches: a store entry made
-    once (by the vanilla trial itself, from its own samples, when it runs first; else sampled here, untimed)."""
+    once (by the vanilla trial itself, from its own samples, when it runs first; else sampled here, outside the
+    sampling timers but inside `quality_seconds`, which then includes one unaccelerated run)."""
     from safetensors.torch import load_file, save_file
 
     from ablate import store
