@@ -17,7 +17,7 @@ from analysis.pareto import hypervolume_2d, pareto_front
 from analysis.stats import half_width, significantly_best
 
 SUMMARY = ["fid", "kid_mean", "precision", "recall", "class_acc", "latency_ms_per_image", "gflops_per_image",
-           "speedup_wall", "speedup_flops", "feature_cos", "token_agreement", "psnr", "ssim"]
+           "full_steps_mean", "speedup_wall", "speedup_flops", "feature_cos", "token_agreement", "psnr", "ssim"]
 FLOOR = {"fid": "floor_fid", "kid_mean": "floor_kid_mean", "precision": "floor_precision", "recall": "floor_recall"}
 DIGITS = {k: m.digits for k, m in L.MEASURES.items()}
 SHORT = {k: m.short for k, m in L.MEASURES.items()}
@@ -110,7 +110,9 @@ def summary(df: pd.DataFrame, measures: Sequence[str] = SUMMARY) -> Table:
               "column among the accelerated methods at the same budget B (full steps of N), by a seed-paired "
               "t-test at 5% against every other; no bold with one seed. Vanilla is the reference. Speedups are "
               "against the sweep's vanilla run at N. – : not measured (step reduction has no per-step or "
-              "paired counterpart).")
+              "paired counterpart)."
+              + (" Full steps: the mean an adaptive policy actually took per image (a fixed schedule takes B)."
+                 if "full_steps_mean" in cols else ""))
     ref = agg[agg["method"] == "vanilla"].sort_values("B", ascending=False)
     t.add_group([_row(r, cols, {}, multi_seed) for _, r in ref.iterrows()] + _floor_rows(df, cols, multi_seed))
     rest = agg[agg["method"] != "vanilla"]

@@ -427,6 +427,23 @@ def test_summary_table_interval_and_significant_best():
     assert "\\toprule" in tex and "\\bottomrule" in tex and "37.50 $\\pm$ 6.35" in tex
 
 
+def test_summary_shows_the_full_steps_an_adaptive_policy_took():
+    """An adaptive method's budget is a mean: the table shows the full steps it took beside B (only when one ran),
+    so 'at equal average B' can be read off the table."""
+    import pandas as pd
+
+    from analysis.labels import add_labels
+    from analysis.tables import summary
+
+    df = hand_frame()
+    assert "full steps |" not in summary(df).markdown()
+    extra = [dict(df.iloc[-1], run_id=f"adaptive{s}", run_name="adaptive", method="adaptive", label="Adaptive",
+                  seed=s, full_steps_mean=v) for s, v in enumerate((3.9, 4.1))]
+    md = summary(add_labels(pd.concat([df, pd.DataFrame(extra)], ignore_index=True))).markdown()
+    head = next(line for line in md.splitlines() if line.startswith("| Method"))
+    assert "full steps" in head and "| 4.00 ± 1.27 |" in md and "fixed schedule takes B" in md
+
+
 def test_bold_needs_a_significant_paired_win():
     import pandas as pd
 

@@ -112,11 +112,22 @@ def test_untrained_shortcut_equals_feature_cache(tiny_model):
         ("l2p", {"granularity": "pixel"}, "granularity"),
         ("l2p", {"ridge": -1}, "ridge"),
         ("ml_cache", {"masked_only": "sometimes"}, "masked_only"),
+        ("residual_shortcut", {"kl_weight": -1}, "kl_weight"),
+        ("residual_shortcut", {"n_block": 5}, "n_block"),
+        ("adaptive", {"threshold": -0.1}, "threshold"),
+        ("adaptive", {"calib_images": 0}, "calib_images"),
     ],
 )
 def test_bad_knobs(method, knobs, field):
     with pytest.raises(AblateError, match=f"^{field}:"):
         methods.build(method, steps=8, budget=3, **knobs)
+
+
+def test_a_schedule_without_skipped_steps_is_refused_where_a_method_learns_them():
+    """The residual shortcut trains on its schedule's skipped steps: B = N would crash its training mid-trial."""
+    with pytest.raises(AblateError, match="^budget: residual_shortcut learns the skipped steps"):
+        methods.build("residual_shortcut", steps=8, budget=8)
+    methods.build("residual_shortcut", steps=8, budget=7)
 
 
 def test_cli_knobs_are_typed_by_the_method():

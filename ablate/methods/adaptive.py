@@ -35,7 +35,9 @@ class Adaptive(Method):
     class Knobs(Knobs):
         threshold: Optional[float] = Field(None, ge=0, description="surprise that triggers a full step (default: "
                                                                    "calibrated so the mean full steps equal B)")
-        calib_images: int = Field(250, ge=1, description="calibration batch (the evaluation batch size by default)")
+        calib_images: int = Field(250, ge=1, description="images of the calibration batch; the signal is a batch "
+                                                         "mean, so keep it equal to eval.batch_size (250 in the "
+                                                         "shipped spaces)")
         calib_seed: int = Field(12345, ge=0, description="seed of the calibration batch (not a sampling seed)")
 
     def __init__(self, steps, budget=None, knobs=None):

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from pydantic import Field
 
+from ablate.errors import AblateError
 from ablate.methods.base import Knobs, Method
 from ablate.methods.taylor import first_order
 
@@ -40,6 +41,9 @@ class ResidualShortcut(Method):
 
     def __init__(self, steps, budget=None, knobs=None):
         super().__init__(steps, budget, knobs)
+        if self.budget >= steps:  # its training pairs are the schedule's skipped steps
+            raise AblateError(f"budget: {self.name} learns the skipped steps of its schedule; B = {self.budget} of "
+                              f"N = {steps} skips none (use B < N)")
         from ablate.shortcut.model import ShortcutConfig
         from ablate.shortcut.train import TrainConfig
         from ablate.shortcut.trajectories import TrajectoryConfig
