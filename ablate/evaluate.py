@@ -189,6 +189,8 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
         sample_seconds=sum(s for s, _ in batch_times),
         sampled_images=sum(n for _, n in batch_times),  # fewer than n_samples where stored batches were reused
         **prefix_seconds(batch_times, cfg.n_samples),
+        # Scoring; it also holds the unaccelerated run when the store lacks it, and the floor's score for the
+        # first run of a sample count (later runs read it), so compare it across runs of one sweep.
         quality_seconds=quality_s,
         feature_mse=_mean(per_step["feature_mse"]),
         feature_cos=_mean(per_step["feature_cos"]),

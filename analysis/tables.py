@@ -18,6 +18,7 @@ from analysis.stats import half_width, significantly_best
 
 SUMMARY = ["fid", "kid_mean", "precision", "recall", "class_acc", "latency_ms_per_image", "gflops_per_image",
            "full_steps_mean", "speedup_wall", "speedup_flops", "feature_cos", "token_agreement", "psnr", "ssim"]
+NOT_RANKED = {"full_steps_mean"}  # a description of the run (B's mean), not a quality: never bold
 FLOOR = {"fid": "floor_fid", "kid_mean": "floor_kid_mean", "precision": "floor_precision", "recall": "floor_recall"}
 DIGITS = {k: m.digits for k, m in L.MEASURES.items()}
 SHORT = {k: m.short for k, m in L.MEASURES.items()}
@@ -86,6 +87,9 @@ def _best_flags(block: pd.DataFrame, cols: Sequence[str], raw: pd.DataFrame, by:
     """Per column, the row (of the aggregated `block`) that is significantly best over the seeds of `raw`."""
     flags = {}
     for c in cols:
+        if c in NOT_RANKED:
+            flags[c] = pd.Series(False, index=block.index)
+            continue
         per_seed = {}
         for i, r in block.iterrows():
             sel = np.ones(len(raw), dtype=bool)

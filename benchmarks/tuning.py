@@ -56,7 +56,9 @@ def summarize(df) -> tuple[list, dict, dict]:
     for method, knobs, runs in settings(df):
         fid, agr = runs["fid"].astype(float), runs["token_agreement"].astype(float)
         rows.append([method, knobs, fid.mean(), half_width(fid.tolist()), agr.mean(),
-                     half_width(agr.tolist()) if agr.notna().all() else math.nan, len(runs), math.nan])
+                     half_width(agr.tolist()) if agr.notna().all() else math.nan, len(runs), None])
+        if runs["seed"].duplicated().any():  # a pairing needs one run per seed
+            raise SystemExit(f"{method} {knobs}: several runs of one seed; tune one sample count and budget")
         by_seed.append(dict(zip(runs["seed"].astype(int), fid)))
         b = budget.setdefault(method, {"settings": 0, "runs": 0, "cpu_seconds": 0.0})
         b["settings"] += 1
@@ -66,13 +68,25 @@ def summarize(df) -> tuple[list, dict, dict]:
         mine = [i for i, r in enumerate(rows) if r[0] == method]
         best = min(mine, key=lambda i: rows[i][2])
         chosen[method] = {k: _plain(v) for k, v in rows[best][1].items()}
-        for i in mine:
-            rows[i][7] = math.nan if i == best else paired_p(by_seed[i], by_seed[best])
+        for i in mine:  # None: the chosen setting itself; NaN: no test possible (under two shared seeds)
+            rows[i][7] = None if i == best else paired_p(by_seed[i], by_seed[best])
     return [tuple(r) for r in rows], chosen, budget
 
 
-def _p(p: float) -> str:
-    return "" if math.isnan(p) else f"{p:.2f}" + ("" if p < ALPHA else " (n.s.)")
+def _p(p) -> str:
+    if p is None:
+        return ""
+    return "–" if math.isnan(p) else f"{p:.2f}" + ("" if p < ALPHA else " (n.s.)")
+
+
+def clearly_chosen(rows) -> list[str]:
+    """Methods with several settings whose chosen one beats every other under the paired test (NaN: no)."""
+    out = []
+    for m in dict.fromkeys(r[0] for r in rows):
+        others = [r[7] for r in rows if r[0] == m and r[7] is not None]
+        if others and all(p < ALPHA for p in others):  # NaN < ALPHA is False
+            out.append(m)
+    return out
 
 
 def main(argv=None) -> int:
@@ -98,8 +112,7 @@ def main(argv=None) -> int:
         setting = ", ".join(f"{key}={val}" for key, val in knobs.items()) or "(default)"
         mark = "yes" if {kk: _plain(v) for kk, v in knobs.items()} == chosen[method] else ""
         lines.append(f"| {method} | {setting} | {f:.2f} ± {fh:.2f} | {a:.3f} ± {ah:.3f} | {k} | {mark} | {_p(p)} |")
-    clear = [m for m in chosen if all(r[7] < ALPHA for r in rows if r[0] == m and not math.isnan(r[7]))
-             and sum(r[0] == m for r in rows) > 1]
+    clear = clearly_chosen(rows)
     lines += ["", "Chosen setting significantly better than every other setting of its method: "
               + (", ".join(clear) if clear else "none") + "."]
     lines += ["", "| method | settings | runs | CPU-seconds |", "|---|---|---|---|"]

@@ -442,6 +442,10 @@ def test_summary_shows_the_full_steps_an_adaptive_policy_took():
     md = summary(add_labels(pd.concat([df, pd.DataFrame(extra)], ignore_index=True))).markdown()
     head = next(line for line in md.splitlines() if line.startswith("| Method"))
     assert "full steps" in head and "| 4.00 ± 1.27 |" in md and "fixed schedule takes B" in md
+    # It describes the run, it is not a quality: fewer full steps on every seed is never bold.
+    df = df.assign(full_steps_mean=np.where(df["method"] == "taylor", 3.0 + df["seed"] * 0.2, np.nan))
+    md = summary(add_labels(pd.concat([df, pd.DataFrame(extra)], ignore_index=True))).markdown()
+    assert "| 3.10 ± 1.27 |" in md and "**3.10" not in md
 
 
 def test_bold_needs_a_significant_paired_win():
@@ -649,7 +653,15 @@ def test_tuning_read_back_chooses_by_mean_fid_and_charges_training_once():
     assert [(m, k) for m, k, *_ in table] == [("shortcut", {"kl_weight": 0.0}), ("shortcut", {"kl_weight": 3.0}),
                                               ("taylor", {"order": 0}), ("taylor", {"order": 1}), ("taylor", {"order": 2})]
     p = {(m, tuple(k.values())): row[-1] for m, k, *row in table}
-    assert math.isnan(p[("taylor", (1,))]) and math.isnan(p[("shortcut", (0.0,))])  # the chosen one itself
+    assert p[("taylor", (1,))] is None and p[("shortcut", (0.0,))] is None  # the chosen one itself
     assert p[("shortcut", (3.0,))] == pytest.approx(0.2254, abs=1e-4)  # FID differences 1, 0.5, 0 over seeds: t = 1.73, 2 dof
+    assert tuning.clearly_chosen(table) == []  # shortcut: p = 0.23; taylor: no significant difference either
+    one = df[df["seed"] == 100]
+    one.attrs["knobs"] = df.attrs["knobs"]
+    lone = tuning.summarize(one)[0]
+    assert all(math.isnan(r[-1]) for r in lone if r[-1] is not None) and tuning.clearly_chosen(lone) == []
+    sure = df.assign(fid=df["fid"] + np.where(df["kl_weight"] == 3.0, df["seed"] - 99.0, 0.0))  # kl_weight 3 worse by 2, 2.5, 3: p = 0.013
+    sure.attrs["knobs"] = df.attrs["knobs"]
+    assert tuning.clearly_chosen(tuning.summarize(sure)[0]) == ["shortcut"]
     assert budget["taylor"] == {"settings": 3, "runs": 9, "cpu_seconds": 90.0}
     assert budget["shortcut"] == {"settings": 2, "runs": 6, "cpu_seconds": 30.0 + 400.0 + 403.0}  # each model once

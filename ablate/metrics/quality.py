@@ -148,6 +148,9 @@ def _weights_path(name: str, bundle) -> str:
     return str(bundle.path / "classifier.safetensors") if name == "classifier" else str(inception_path())
 
 
+SCORE_VERSION = 1  # part of every cached score's key: bump it when `score` changes what or how it computes
+
+
 def score(gen: torch.Tensor, ref: torch.Tensor, prc: bool = True) -> dict[str, float]:
     """fid, kid_mean, kid_std (and precision, recall) of generated features `gen` against real features `ref`
     (torch-fidelity's own feature-level formulas; KID on subsets of min(1000, both sizes))."""
@@ -172,7 +175,8 @@ def real_score(a: torch.Tensor, b: torch.Tensor, prc: bool = True) -> dict[str, 
     """`score` of two real feature sets, cached under $ABLATE_HOME/fidelity by both sets' digests: the real-vs-real
     floor is the same for every run with the same sample count and reference, and cost a fifth of a run's scoring.
     JSON keeps every float exactly, so a cached score equals a fresh one bit for bit."""
-    h = hashlib.sha256(f"{tuple(a.shape)}{tuple(b.shape)}{a.dtype}{prc}".encode())
+    h = hashlib.sha256(f"{SCORE_VERSION}{torch_fidelity.__version__}{tuple(a.shape)}{a.dtype}{tuple(b.shape)}"
+                       f"{b.dtype}{prc}".encode())
     h.update(a.contiguous().numpy().tobytes())
     h.update(b.contiguous().numpy().tobytes())
     path = home() / "fidelity" / f"ablate-real-score-{h.hexdigest()[:20]}.json"
