@@ -2,6 +2,8 @@
 
     python benchmarks/claims.py --experiment claims_B4 --out results/claims_B4/claims.md
     python benchmarks/claims.py --experiment claims_N32 --operating-point 8 12 --out results/claims_N32/claims.md
+    python benchmarks/claims.py --experiment baselines_N16 --claims beyond --budget 3 4 6 \
+        --out results/baselines_N16/claims.md
 
 Each claim compares two variants on the seeds both ran: mean difference, its 95% interval and the two-sided
 paired-t p, once on FID (distribution quality) and once on token agreement with the unaccelerated run (fidelity
@@ -32,19 +34,42 @@ CLAIMS = [
      ("shortcut", {"rollout_tokens": "student"}), ("shortcut", {})),
     ("(context) beats Taylor forecasting", ("shortcut", {}), ("taylor", {})),
 ]
+# Beyond the paper (a space such as baselines_N16 that runs each method at one setting, ML-Cache both ways):
+# each method is whatever single setting the sweep ran, so the comparison is of the tuned settings.
+BEYOND = [
+    ("the residual shortcut beats the shortcut", ("residual_shortcut", {}), ("shortcut", {})),
+    ("the residual shortcut beats Taylor, the forecast it corrects", ("residual_shortcut", {}), ("taylor", {})),
+    ("adaptive full steps beat the fixed schedule (Taylor order 1, its forecaster; equal mean B)",
+     ("adaptive", {}), ("taylor", {"order": 1})),
+    ("FoCa beats Taylor", ("foca", {}), ("taylor", {})),
+    ("L2P beats Taylor", ("l2p", {}), ("taylor", {})),
+    ("ML-Cache on still-masked positions beats ML-Cache", ("ml_cache", {"masked_only": True}),
+     ("ml_cache", {"masked_only": False})),
+    ("the shortcut beats Taylor", ("shortcut", {}), ("taylor", {})),
+    ("the shortcut beats feature caching", ("shortcut", {}), ("feature_cache", {})),
+]
+CLAIM_SETS = {"paper": (CLAIMS, SHORTCUT), "beyond": (BEYOND, {})}
 MEASURES = [("fid", "min"), ("token_agreement", "max")]
 
 
-def pick(df, method, knobs):
+def pick(df, method, knobs, defaults=SHORTCUT):
+    """The runs of one variant: the method's runs with these knobs (the shortcut's `defaults` under them)."""
     g = df[df["method"] == method]
-    if method == "shortcut":
-        want = {**SHORTCUT, **knobs}
-        for k, v in want.items():
-            if k not in g:  # a knob added after these runs were logged: they ran at its default
-                continue
-            numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
-            g = g[g[k].astype(float) == float(v)] if numeric else g[g[k].astype(str) == str(v)]
+    want = {**defaults, **knobs} if method == "shortcut" else knobs
+    for k, v in want.items():
+        if k not in g:  # a knob added after these runs were logged: they ran at its default
+            continue
+        numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
+        g = g[g[k].astype(float) == float(v)] if numeric else g[g[k].astype(str) == str(v)]
     return g
+
+
+def by_seed(runs, measure: str) -> dict:
+    """seed -> value of one variant; two runs of a seed mean the knobs did not name one variant: refused."""
+    if runs["seed"].duplicated().any():
+        raise SystemExit(f"claims: {runs['method'].iloc[0]} has several runs of one seed at this budget; name the "
+                         "variant by its knobs")
+    return dict(zip(runs["seed"], runs[measure]))
 
 
 def verdict(a: dict, b: dict, better: str, claim_says_equal: bool = False,
@@ -70,7 +95,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiment", default="claims_B4")
     ap.add_argument("--tracking-uri", default=None)
-    ap.add_argument("--budget", type=int, default=4, help="the full steps B the claims compare at")
+    ap.add_argument("--budget", type=int, nargs="+", default=[4], help="the full steps B the claims compare at")
+    ap.add_argument("--claims", choices=sorted(CLAIM_SETS), default="paper",
+                    help="paper: the paper's claims about the shortcut; beyond: the new baselines and ours against "
+                         "the methods they refine")
     ap.add_argument("--operating-point", type=int, nargs="*", default=None, metavar="B",
                     help="the paper's operating point instead: at each B, the shortcut against vanilla with all N "
                          "steps (no significant loss claimed) and against vanilla with B steps (step reduction: "
@@ -80,18 +108,20 @@ def main(argv=None) -> int:
     df = load_runs([args.experiment], [args.tracking_uri], with_steps=False)
     if args.operating_point:
         return operating_point(df, args.operating_point, args.out, argv)
-    df = df[df["B"] == args.budget]
-    lines = _header(df, [args.budget])
-    for claim, (ma, ka), (mb, kb) in CLAIMS:
-        a, b = pick(df, ma, ka), pick(df, mb, kb)
-        cells = []
-        for m, better in MEASURES:
-            if m not in df or a[m].isna().all() or b[m].isna().all():
-                cells += ["n/a", "–"]
-                continue
-            va, vb = dict(zip(a["seed"], a[m])), dict(zip(b["seed"], b[m]))
-            cells += list(verdict(va, vb, better, claim_says_equal=claim.startswith("two blocks")))
-        lines.append(f"| {claim} | " + " | ".join(cells) + " |")
+    claims, defaults = CLAIM_SETS[args.claims]
+    lines = _header(df[df["B"].isin(args.budget)], args.budget)
+    for b in args.budget:
+        at = df[df["B"] == b]
+        for claim, (ma, ka), (mb, kb) in claims:
+            x, y = pick(at, ma, ka, defaults), pick(at, mb, kb, defaults)
+            cells = []
+            for m, better in MEASURES:
+                if m not in at or x[m].isna().all() or y[m].isna().all():
+                    cells += ["n/a", "–"]
+                    continue
+                cells += list(verdict(by_seed(x, m), by_seed(y, m), better,
+                                      claim_says_equal=claim.startswith("two blocks")))
+            lines.append(f"| {f'B = {b}: ' if len(args.budget) > 1 else ''}{claim} | " + " | ".join(cells) + " |")
     write_with_command(lines, args.out, "benchmarks/claims.py", argv)
     return 0
 
@@ -126,8 +156,8 @@ def operating_point(df, budgets, out, argv) -> int:
                     if m not in df or a[m].isna().all() or other[m].isna().all() or (equal and m != "fid"):
                         cells += ["n/a", "–"]  # agreement of vanilla with itself is 1 by definition
                         continue
-                    va, vb = dict(zip(a["seed"], a[m])), dict(zip(other["seed"], other[m]))
-                    cells += list(verdict(va, vb, better, claim_says_equal=equal, equal_words="no significant loss"))
+                    cells += list(verdict(by_seed(a, m), by_seed(other, m), better, claim_says_equal=equal,
+                                          equal_words="no significant loss"))
                 lines.append(f"| {claim} | " + " | ".join(cells) + " |")
     write_with_command(lines, out, "benchmarks/claims.py", argv)
     return 0

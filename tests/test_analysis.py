@@ -605,6 +605,39 @@ def test_claim_verdicts_follow_the_paired_test():
     assert claims.verdict(lower, {0: 32.0, 1: 33.1, 2: 31.4}, "min", claim_says_equal=True)[0] == "DOES NOT HOLD"
 
 
+def test_beyond_claims_compare_each_budget_and_refuse_an_unnamed_variant(tmp_path, monkeypatch):
+    """--claims beyond: one row per claim and budget; ML-Cache's two variants are told apart by their knob, and
+    a pick that holds two runs of a seed (the variant not named) stops with one line instead of mixing them."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("claims", Path(__file__).resolve().parents[1] / "benchmarks" / "claims.py")
+    claims = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(claims)
+    rows = []
+    for b in (3, 6):
+        for method, knobs, fids in [("ml_cache", {"masked_only": False}, (40.0, 41.0, 39.0)),
+                                    ("ml_cache", {"masked_only": True}, (38.0, 39.2, 36.9)),
+                                    ("taylor", {"order": 1}, (35.0, 36.0, 34.0)),
+                                    ("adaptive", {}, (35.5, 36.4, 34.6))]:
+            rows += [{"method": method, "B": b, "N": 16, "seed": sd, "fid": f + b, "token_agreement": 0.5,
+                      "n_samples": 1000, "masked_only": knobs.get("masked_only"), "order": knobs.get("order")}
+                     for sd, f in enumerate(fids)]
+    df = pd.DataFrame(rows)
+    monkeypatch.setattr(claims, "load_runs", lambda *a, **k: df)
+    out = tmp_path / "claims.md"
+    claims.main(["--claims", "beyond", "--budget", "3", "6", "--out", str(out)])
+    text = {line.split(" | ")[0]: line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| B = ")}
+    for b in (3, 6):
+        assert text[f"| B = {b}: ML-Cache on still-masked positions beats ML-Cache"][1] == "HOLDS"
+        assert text[f"| B = {b}: adaptive full steps beat the fixed schedule (Taylor order 1, its forecaster; "
+                    "equal mean B)"][1] == "DOES NOT HOLD"
+        assert text[f"| B = {b}: L2P beats Taylor"][1] == "n/a"  # not run
+    with pytest.raises(SystemExit, match="^claims: ml_cache has several runs of one seed"):
+        claims.by_seed(claims.pick(df[df["B"] == 3], "ml_cache", {}), "fid")
+
+
 def test_operating_point_keeps_the_two_shortcuts_apart(tmp_path):
     """N = 32 claims: the shipped shortcut and the one trained on N = 32 are judged separately, never pooled."""
     import importlib.util
