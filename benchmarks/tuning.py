@@ -21,20 +21,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ablate import methods  # noqa: E402
 from analysis.report import write_with_command  # noqa: E402
 from analysis.runs import load_runs  # noqa: E402
 from analysis.stats import ALPHA, half_width, paired_p  # noqa: E402
 
 
 def settings(df) -> list[tuple[str, dict, object]]:
-    """(method, knobs it varied, runs) per setting tried; knobs every setting of the method shares are left out."""
+    """(method, knobs it varied, runs) per setting tried; knobs every setting of the method shares are left out.
+    Values are typed by the method's own knobs (MLflow hands back 2.0 for an int knob), so they paste into a
+    space as they are."""
     out = []
     knobs = [k for k in df.attrs.get("knobs", []) if k in df]
     for method, g in df[df["method"] != "vanilla"].groupby("method", sort=True):
         varied = [k for k in knobs if g[k].astype(str).nunique() > 1]
         for vals, runs in (g.groupby(varied, dropna=False, sort=True) if varied else [((), g)]):
             vals = vals if isinstance(vals, tuple) else (vals,)
-            out.append((method, dict(zip(varied, vals)), runs))
+            typed = methods.knobs(method, {k: _plain(v) for k, v in zip(varied, vals)}).model_dump(mode="json")
+            out.append((method, {k: typed[k] for k in varied}, runs))
     return out
 
 
@@ -76,7 +80,7 @@ def summarize(df) -> tuple[list, dict, dict]:
 def _p(p) -> str:
     if p is None:
         return ""
-    return "–" if math.isnan(p) else f"{p:.2f}" + ("" if p < ALPHA else " (n.s.)")
+    return "–" if math.isnan(p) else f"{p:.3f}" + ("" if p < ALPHA else " (n.s.)")
 
 
 def clearly_chosen(rows) -> list[str]:

@@ -683,6 +683,7 @@ def test_tuning_read_back_chooses_by_mean_fid_and_charges_training_once():
     df.attrs["knobs"] = ["order", "kl_weight"]
     table, chosen, budget = tuning.summarize(df)
     assert chosen == {"taylor": {"order": 1}, "shortcut": {"kl_weight": 0.0}}  # means 31.0 / 30.0 / 31.0; 26 / 26.5
+    assert type(chosen["taylor"]["order"]) is int  # typed by the method's knobs, although the column is float
     assert [(m, k) for m, k, *_ in table] == [("shortcut", {"kl_weight": 0.0}), ("shortcut", {"kl_weight": 3.0}),
                                               ("taylor", {"order": 0}), ("taylor", {"order": 1}), ("taylor", {"order": 2})]
     p = {(m, tuple(k.values())): row[-1] for m, k, *row in table}
