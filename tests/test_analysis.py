@@ -620,6 +620,8 @@ def test_beyond_claims_compare_each_budget_and_refuse_an_unnamed_variant(tmp_pat
         for method, knobs, fids in [("ml_cache", {"masked_only": False}, (40.0, 41.0, 39.0)),
                                     ("ml_cache", {"masked_only": True}, (38.0, 39.2, 36.9)),
                                     ("taylor", {"order": 1}, (35.0, 36.0, 34.0)),
+                                    ("taylor", {"order": 2}, (30.0, 31.5, 29.0)),
+                                    ("foca", {}, (33.0, 34.0, 32.5)),
                                     ("adaptive", {}, (35.5, 36.4, 34.6))]:
             rows += [{"method": method, "B": b, "N": 16, "seed": sd, "fid": f + b, "token_agreement": 0.5,
                       "n_samples": 1000, "masked_only": knobs.get("masked_only"), "order": knobs.get("order")}
@@ -627,13 +629,17 @@ def test_beyond_claims_compare_each_budget_and_refuse_an_unnamed_variant(tmp_pat
     df = pd.DataFrame(rows)
     monkeypatch.setattr(claims, "load_runs", lambda *a, **k: df)
     out = tmp_path / "claims.md"
-    claims.main(["--claims", "beyond", "--budget", "3", "6", "--out", str(out)])
+    chosen = tmp_path / "tuning_chosen.json"
+    chosen.write_text('{"chosen": {"taylor": {"order": 2}, "ml_cache": {"masked_only": false}}}')
+    claims.main(["--claims", "beyond", "--budget", "3", "6", "--chosen", str(chosen), "--out", str(out)])
     text = {line.split(" | ")[0]: line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| B = ")}
     for b in (3, 6):
         assert text[f"| B = {b}: ML-Cache on still-masked positions beats ML-Cache"][1] == "HOLDS"
         assert text[f"| B = {b}: adaptive full steps beat the fixed schedule (Taylor order 1, its forecaster; "
                     "equal mean B)"][1] == "DOES NOT HOLD"
         assert text[f"| B = {b}: L2P beats Taylor"][1] == "n/a"  # not run
+        # FoCa against the tuned Taylor (order 2, lower FID on every seed), not the order-1 comparator
+        assert text[f"| B = {b}: FoCa beats Taylor"][1] == "DOES NOT HOLD"
     with pytest.raises(SystemExit, match="^claims: ml_cache has several runs of one seed"):
         claims.by_seed(claims.pick(df[df["B"] == 3], "ml_cache", {}), "fid")
 
