@@ -705,3 +705,37 @@ def test_tuning_read_back_chooses_by_mean_fid_and_charges_training_once():
     assert tuning.clearly_chosen(tuning.summarize(sure)[0]) == ["shortcut"]
     assert budget["taylor"] == {"settings": 3, "runs": 9, "cpu_seconds": 90.0}
     assert budget["shortcut"] == {"settings": 2, "runs": 6, "cpu_seconds": 30.0 + 400.0 + 403.0}  # each model once
+
+
+def test_tuning_writes_its_table_and_the_chosen_knobs(tmp_path, monkeypatch):
+    """benchmarks/tuning.py's files: a table whose rows have the header's columns, p and (n.s.) where the test
+    does not separate a setting from the chosen one, and tuning_chosen.json with typed knobs, seeds and budget."""
+    import importlib.util
+    import json
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("tuning", Path(__file__).resolve().parents[1] / "benchmarks" / "tuning.py")
+    tuning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tuning)
+    rows = [{"method": "vanilla", "order": float("nan"), "seed": 100 + i, "B": 16, "N": 16, "n_samples": 1000,
+             "fid": 30.0, "token_agreement": 1.0, "eval_seconds": 50.0, "train_seconds": 0.0} for i in range(3)]
+    for order, fids in [(0, (40.0, 41.0, 42.5)), (1, (36.0, 37.0, 37.5)), (2, (35.0, 36.5, 38.0))]:
+        rows += [{"method": "taylor", "order": float(order), "seed": 100 + i, "B": 4, "N": 16, "n_samples": 1000,
+                  "fid": f, "token_agreement": 0.5, "eval_seconds": 10.0, "train_seconds": 0.0}
+                 for i, f in enumerate(fids)]
+    df = pd.DataFrame(rows)
+    df.attrs["knobs"] = ["order"]
+    monkeypatch.setattr(tuning, "load_runs", lambda *a, **k: df)
+    out = tmp_path / "tuning_B4.md"
+    tuning.main(["--experiment", "x", "--out", str(out)])
+    lines = out.read_text().splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("| method | setting"))
+    table = lines[head:head + 5]
+    assert {line.count("|") for line in table} == {8}  # 7 columns on every row
+    rows_by_order = {line.split(" | ")[1]: line for line in table[2:]}
+    assert rows_by_order["order=2"].endswith("| 3 | yes |  |")  # mean 36.5, the lowest
+    assert "(n.s.)" in rows_by_order["order=1"] and "(n.s.)" not in rows_by_order["order=0"]  # 0: worse on every seed
+    saved = json.loads((tmp_path / "tuning_chosen.json").read_text())
+    assert saved["chosen"] == {"taylor": {"order": 2}} and saved["seeds"] == [100, 101, 102]
+    assert saved["budget"]["taylor"] == {"settings": 3, "runs": 9, "cpu_seconds": 90.0}
