@@ -121,3 +121,15 @@ def test_halving_promotes_whole_fronts_then_the_most_spread():
     assert promote(res, objectives, eta=1.5) == ["a", "b", "c", "d"]
     assert set(promote(res, objectives, eta=2.5)) == {"a", "c"}  # keep 2 of the front: its two ends
     assert promote(res + [("f", {"fid": float("nan"), "speedup": 9})], objectives, eta=6) == ["a"]
+
+
+def test_the_reporting_space_never_runs_on_the_tuning_seeds():
+    """baselines_N16 reports each method at the setting tuning_B4 chose on validation seeds: the seeds are
+    disjoint, every method tuning tried is reported, and the methods it leaves out are the knob-less ones and
+    adaptive (threshold calibrated to B), as tuning_B4.yaml says."""
+    tune, report = load_space("tuning_B4"), load_space("baselines_N16")
+    assert not set(tune.eval.seeds) & set(report.eval.seeds)
+    tuned = {b.method for b in tune.grid}
+    reported = {b.method for b in report.grid}
+    assert tuned <= reported and reported - tuned == {"step_reduction", "feature_cache", "adaptive"}
+    assert (tune.eval.n_samples, tune.steps) == (report.eval.n_samples, report.steps)  # tuned as it is reported
