@@ -80,6 +80,8 @@ def _fmt(mean: float, ci: float, n: int, digits: int) -> str:
 
 
 def _head(m: str) -> str:
+    if m in NOT_RANKED:  # no better direction: no arrow
+        return SHORT.get(m, m)
     return f"{SHORT.get(m, m)} {'↓' if L.mode(m) == 'min' else '↑'}"
 
 
