@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ablate import methods  # noqa: E402
 from analysis.report import write_with_command  # noqa: E402
 from analysis.runs import load_runs  # noqa: E402
-from analysis.stats import ALPHA, half_width, paired_p  # noqa: E402
+from analysis.stats import ALPHA, half_width, paired_p, significantly_best  # noqa: E402
 
 
 def settings(df) -> list[tuple[str, dict, object]]:
@@ -83,14 +83,12 @@ def _p(p) -> str:
     return "–" if math.isnan(p) else f"{p:.3f}" + ("" if p < ALPHA else " (n.s.)")
 
 
-def clearly_chosen(rows) -> list[str]:
-    """Methods with several settings whose chosen one beats every other under the paired test (NaN: no)."""
-    out = []
-    for m in dict.fromkeys(r[0] for r in rows):
-        others = [r[7] for r in rows if r[0] == m and r[7] is not None]
-        if others and all(p < ALPHA for p in others):  # NaN < ALPHA is False
-            out.append(m)
-    return out
+def clearly_chosen(df) -> list[str]:
+    """Methods whose lowest-mean-FID setting beats every other of theirs under the seed-paired test."""
+    per_method: dict = {}
+    for method, knobs, runs in settings(df):
+        per_method.setdefault(method, {})[str(knobs)] = dict(zip(runs["seed"].astype(int), runs["fid"].astype(float)))
+    return [m for m, per_seed in per_method.items() if significantly_best(per_seed, "min") is not None]
 
 
 def main(argv=None) -> int:
@@ -116,7 +114,7 @@ def main(argv=None) -> int:
         setting = ", ".join(f"{key}={val}" for key, val in knobs.items()) or "(default)"
         mark = "yes" if {kk: _plain(v) for kk, v in knobs.items()} == chosen[method] else ""
         lines.append(f"| {method} | {setting} | {f:.2f} ± {fh:.2f} | {a:.3f} ± {ah:.3f} | {k} | {mark} | {_p(p)} |")
-    clear = clearly_chosen(rows)
+    clear = clearly_chosen(df)
     lines += ["", "Chosen setting significantly better than every other setting of its method: "
               + (", ".join(clear) if clear else "none") + "."]
     lines += ["", "| method | settings | runs | CPU-seconds |", "|---|---|---|---|"]

@@ -695,14 +695,14 @@ def test_tuning_read_back_chooses_by_mean_fid_and_charges_training_once():
     p = {(m, tuple(k.values())): row[-1] for m, k, *row in table}
     assert p[("taylor", (1,))] is None and p[("shortcut", (0.0,))] is None  # the chosen one itself
     assert p[("shortcut", (3.0,))] == pytest.approx(0.2254, abs=1e-4)  # FID differences 1, 0.5, 0 over seeds: t = 1.73, 2 dof
-    assert tuning.clearly_chosen(table) == []  # shortcut: p = 0.23; taylor: no significant difference either
+    assert tuning.clearly_chosen(df) == []  # shortcut: p = 0.23; taylor: no significant difference either
     one = df[df["seed"] == 100]
     one.attrs["knobs"] = df.attrs["knobs"]
     lone = tuning.summarize(one)[0]
-    assert all(math.isnan(r[-1]) for r in lone if r[-1] is not None) and tuning.clearly_chosen(lone) == []
+    assert all(math.isnan(r[-1]) for r in lone if r[-1] is not None) and tuning.clearly_chosen(one) == []
     sure = df.assign(fid=df["fid"] + np.where(df["kl_weight"] == 3.0, df["seed"] - 99.0, 0.0))  # kl_weight 3 worse by 2, 2.5, 3: p = 0.013
     sure.attrs["knobs"] = df.attrs["knobs"]
-    assert tuning.clearly_chosen(tuning.summarize(sure)[0]) == ["shortcut"]
+    assert tuning.clearly_chosen(sure) == ["shortcut"]
     assert budget["taylor"] == {"settings": 3, "runs": 9, "cpu_seconds": 90.0}
     assert budget["shortcut"] == {"settings": 2, "runs": 6, "cpu_seconds": 30.0 + 400.0 + 403.0}  # each model once
 
