@@ -111,6 +111,8 @@ def main(argv=None) -> int:
                          "knobs tuning chose (needed where the sweep ran a method at several settings)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.chosen and not Path(args.chosen).is_file():
+        ap.error(f"--chosen: no file {args.chosen} (benchmarks/tuning.py --out writes tuning_chosen.json beside it)")
     chosen = json.loads(Path(args.chosen).read_text())["chosen"] if args.chosen else {}
     df = load_runs([args.experiment], [args.tracking_uri], with_steps=False)
     if args.operating_point:

@@ -605,7 +605,7 @@ def test_claim_verdicts_follow_the_paired_test():
     assert claims.verdict(lower, {0: 32.0, 1: 33.1, 2: 31.4}, "min", claim_says_equal=True)[0] == "DOES NOT HOLD"
 
 
-def test_beyond_claims_compare_each_budget_and_refuse_an_unnamed_variant(tmp_path, monkeypatch):
+def test_beyond_claims_compare_each_budget_and_refuse_an_unnamed_variant(tmp_path, monkeypatch, capsys):
     """--claims beyond: one row per claim and budget; ML-Cache's two variants are told apart by their knob, and
     a pick that holds two runs of a seed (the variant not named) stops with one line instead of mixing them."""
     import importlib.util
@@ -640,6 +640,9 @@ def test_beyond_claims_compare_each_budget_and_refuse_an_unnamed_variant(tmp_pat
         assert text[f"| B = {b}: L2P beats Taylor"][1] == "n/a"  # not run
         # FoCa against the tuned Taylor (order 2, lower FID on every seed), not the order-1 comparator
         assert text[f"| B = {b}: FoCa beats Taylor"][1] == "DOES NOT HOLD"
+    with pytest.raises(SystemExit):  # a missing --chosen file: argparse's one-line error, before any reading
+        claims.main(["--claims", "beyond", "--chosen", str(tmp_path / "none.json")])
+    assert "--chosen: no file" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="^claims: ml_cache has several runs of one seed"):
         claims.by_seed(claims.pick(df[df["B"] == 3], "ml_cache", {}), "fid")
 
