@@ -55,8 +55,11 @@ def _plain(v):
 def summarize(df) -> tuple[list, dict, dict]:
     """Rows (method, knobs, FID mean, half-width, agreement mean, half-width, runs, paired p of its FID against
     the chosen setting's), the chosen knobs per method (lowest mean FID) and each method's budget (settings, runs,
-    CPU-seconds)."""
+    CPU-seconds). A method with a setting that lacks one of the frame's seeds gets no choice yet: the rule is the
+    lowest mean over every setting on the same seeds, so a study read back part-way never picks the setting
+    that happened to run one lucky seed."""
     rows, chosen, budget, by_seed = [], {}, {}, []
+    seeds = set(df["seed"].astype(int))
     for method, knobs, runs in settings(df):
         fid, agr = runs["fid"].astype(float), runs["token_agreement"].astype(float)
         rows.append([method, knobs, fid.mean(), half_width(fid.tolist()), agr.mean(),
@@ -70,6 +73,10 @@ def summarize(df) -> tuple[list, dict, dict]:
     for method in budget:
         budget[method]["cpu_seconds"] = cpu_seconds(df[df["method"] == method])
         mine = [i for i, r in enumerate(rows) if r[0] == method]
+        if any(set(by_seed[i]) != seeds for i in mine):
+            for i in mine:
+                rows[i][7] = math.nan
+            continue
         best = min(mine, key=lambda i: rows[i][2])
         chosen[method] = {k: _plain(v) for k, v in rows[best][1].items()}
         for i in mine:  # None: the chosen setting itself; NaN: no test possible (under two shared seeds)
@@ -112,9 +119,13 @@ def main(argv=None) -> int:
              "|---|---|---|---|---|---|---|"]
     for method, knobs, f, fh, a, ah, k, p in rows:
         setting = ", ".join(f"{key}={val}" for key, val in knobs.items()) or "(default)"
-        mark = "yes" if {kk: _plain(v) for kk, v in knobs.items()} == chosen[method] else ""
+        mark = "yes" if {kk: _plain(v) for kk, v in knobs.items()} == chosen.get(method) else ""
         lines.append(f"| {method} | {setting} | {f:.2f} ± {fh:.2f} | {a:.3f} ± {ah:.3f} | {k} | {mark} | {_p(p)} |")
-    clear = clearly_chosen(df)
+    clear = [m for m in clearly_chosen(df) if m in chosen]
+    waiting = [m for m in budget if m not in chosen]
+    if waiting:
+        lines += ["", "Not chosen yet (a setting lacks one of the seeds " + ", ".join(map(str, seeds))
+                  + "; resume the sweep): " + ", ".join(waiting) + "."]
     lines += ["", "Chosen setting significantly better than every other setting of its method: "
               + (", ".join(clear) if clear else "none") + "."]
     lines += ["", "| method | settings | runs | CPU-seconds |", "|---|---|---|---|"]
@@ -122,7 +133,8 @@ def main(argv=None) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         (Path(args.out).parent / "tuning_chosen.json").write_text(json.dumps(
-            {"experiment": args.experiment, "seeds": seeds, "chosen": chosen, "budget": budget}, indent=1,
+            {"experiment": args.experiment, "seeds": seeds, "chosen": chosen, "not_chosen_yet": waiting,
+             "budget": budget}, indent=1,
             default=str))
     write_with_command(lines, args.out, "benchmarks/tuning.py", argv)
     return 0

@@ -708,6 +708,13 @@ def test_tuning_read_back_chooses_by_mean_fid_and_charges_training_once():
     assert tuning.clearly_chosen(sure) == ["shortcut"]
     assert budget["taylor"] == {"settings": 3, "runs": 9, "cpu_seconds": 90.0}
     assert budget["shortcut"] == {"settings": 2, "runs": 6, "cpu_seconds": 30.0 + 400.0 + 403.0}  # each model once
+    # read back part-way (kl_weight 3.0 has run seed 100 only, its FID lower than any mean): no choice yet
+    part = df[~((df["kl_weight"] == 3.0) & (df["seed"] > 100))].copy()
+    part.loc[part["kl_weight"] == 3.0, "fid"] = 20.0
+    part.attrs["knobs"] = df.attrs["knobs"]
+    table, chosen, _ = tuning.summarize(part)
+    assert chosen == {"taylor": {"order": 1}}
+    assert all(math.isnan(row[-1]) for m, k, *row in table if m == "shortcut")
 
 
 def test_tuning_writes_its_table_and_the_chosen_knobs(tmp_path, monkeypatch):
@@ -741,4 +748,5 @@ def test_tuning_writes_its_table_and_the_chosen_knobs(tmp_path, monkeypatch):
     assert "(n.s.)" in rows_by_order["order=1"] and "(n.s.)" not in rows_by_order["order=0"]  # 0: worse on every seed
     saved = json.loads((tmp_path / "tuning_chosen.json").read_text())
     assert saved["chosen"] == {"taylor": {"order": 2}} and saved["seeds"] == [100, 101, 102]
+    assert saved["not_chosen_yet"] == []
     assert saved["budget"]["taylor"] == {"settings": 3, "runs": 9, "cpu_seconds": 90.0}
