@@ -113,7 +113,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.chosen and not Path(args.chosen).is_file():
         ap.error(f"--chosen: no file {args.chosen} (benchmarks/tuning.py --out writes tuning_chosen.json beside it)")
-    chosen = json.loads(Path(args.chosen).read_text())["chosen"] if args.chosen else {}
+    saved = json.loads(Path(args.chosen).read_text()) if args.chosen else {}
+    if saved.get("not_chosen_yet"):
+        ap.error(f"--chosen: {args.chosen} has no choice yet for {', '.join(saved['not_chosen_yet'])} (its tuning "
+                 "sweep was read part-way: resume it, then rerun benchmarks/tuning.py)")
+    chosen = saved.get("chosen", {})
     df = load_runs([args.experiment], [args.tracking_uri], with_steps=False)
     if args.operating_point:
         return operating_point(df, args.operating_point, args.out, argv)

@@ -643,6 +643,11 @@ def test_beyond_claims_compare_each_budget_and_refuse_an_unnamed_variant(tmp_pat
     with pytest.raises(SystemExit):  # a missing --chosen file: argparse's one-line error, before any reading
         claims.main(["--claims", "beyond", "--chosen", str(tmp_path / "none.json")])
     assert "--chosen: no file" in capsys.readouterr().err
+    part = tmp_path / "part.json"
+    part.write_text('{"chosen": {"taylor": {"order": 2}}, "not_chosen_yet": ["foca"]}')
+    with pytest.raises(SystemExit):  # tuning read part-way: refused, not run at the defaults
+        claims.main(["--claims", "beyond", "--chosen", str(part)])
+    assert "--chosen: " + str(part) + " has no choice yet for foca" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="^claims: ml_cache has several runs of one seed"):
         claims.by_seed(claims.pick(df[df["B"] == 3], "ml_cache", {}), "fid")
 
