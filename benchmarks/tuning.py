@@ -22,6 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ablate import methods  # noqa: E402
+from ablate.errors import AblateError  # noqa: E402
+from ablate.sweep.space import load_space  # noqa: E402
 from analysis.report import write_with_command  # noqa: E402
 from analysis.runs import load_runs  # noqa: E402
 from analysis.stats import ALPHA, half_width, paired_p, significantly_best  # noqa: E402
@@ -98,11 +100,25 @@ def clearly_chosen(df) -> list[str]:
     return [m for m, per_seed in per_method.items() if significantly_best(per_seed, "min") is not None]
 
 
+def tuned_methods(space: str) -> list[str]:
+    """The methods the tuning space runs, so that one the sweep has not reached yet waits too (read part-way,
+    a method with no run must not be taken at its defaults); none when no search space has that name."""
+    try:
+        return [block.method for block in load_space(space).grid]
+    except AblateError as e:
+        if "no search space" in str(e):
+            return []
+        raise
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiment", default="tuning_B4")
     ap.add_argument("--tracking-uri", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--space", default=None,
+                    help="the search space the sweep ran (default: the experiment's name), whose methods must all "
+                         "have a choice before the file is complete")
     args = ap.parse_args(argv)
     df = load_runs([args.experiment], [args.tracking_uri], with_steps=False)
     seeds = sorted(int(s) for s in df["seed"].unique())
@@ -123,9 +139,10 @@ def main(argv=None) -> int:
         lines.append(f"| {method} | {setting} | {f:.2f} ± {fh:.2f} | {a:.3f} ± {ah:.3f} | {k} | {mark} | {_p(p)} |")
     clear = [m for m in clearly_chosen(df) if m in chosen]
     waiting = [m for m in budget if m not in chosen]
+    waiting += [m for m in dict.fromkeys(tuned_methods(args.space or args.experiment)) if m not in budget]
     if waiting:
         lines += ["", "Not chosen yet (a setting lacks one of the seeds " + ", ".join(map(str, seeds))
-                  + "; resume the sweep): " + ", ".join(waiting) + "."]
+                  + ", or the sweep has not reached the method; resume the sweep): " + ", ".join(waiting) + "."]
     lines += ["", "Chosen setting significantly better than every other setting of its method: "
               + (", ".join(clear) if clear else "none") + "."]
     lines += ["", "| method | settings | runs | CPU-seconds |", "|---|---|---|---|"]

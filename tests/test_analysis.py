@@ -755,3 +755,9 @@ def test_tuning_writes_its_table_and_the_chosen_knobs(tmp_path, monkeypatch):
     assert saved["chosen"] == {"taylor": {"order": 2}} and saved["seeds"] == [100, 101, 102]
     assert saved["not_chosen_yet"] == []
     assert saved["budget"]["taylor"] == {"settings": 3, "runs": 9, "cpu_seconds": 90.0}
+    # read as tuning_B4 (Taylor done, the sweep not yet at the others): every method of its space still waits
+    tuning.main(["--experiment", "tuning_B4", "--out", str(out)])
+    saved = json.loads((tmp_path / "tuning_chosen.json").read_text())
+    assert saved["chosen"] == {"taylor": {"order": 2}}
+    assert saved["not_chosen_yet"] == ["foca", "l2p", "ml_cache", "recap", "residual_shortcut", "shortcut"]
+    assert "the sweep has not reached the method" in out.read_text()
