@@ -1,10 +1,12 @@
 """Search spaces: every shipped YAML validates; malformed ones fail with one line naming the field."""
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
+from ablate import methods
 from ablate.errors import AblateError
 from ablate.sweep.space import grid_trials, load_space
 
@@ -133,3 +135,22 @@ def test_the_reporting_space_never_runs_on_the_tuning_seeds():
     reported = {b.method for b in report.grid}
     assert tuned <= reported and reported - tuned == {"step_reduction", "feature_cache", "adaptive"}
     assert (tune.eval.n_samples, tune.steps) == (report.eval.n_samples, report.steps)  # tuned as it is reported
+
+
+def test_the_reporting_space_runs_the_knobs_tuning_chose():
+    """baselines_N16 runs each tuned method at the setting results/tuning_chosen.json holds (tuning_B4's choice on
+    validation seeds), or at its defaults while tuning has not chosen yet; the only other settings are the two the
+    report compares on purpose: Taylor order 1 (the adaptive policy's forecaster) and ML-Cache on still-masked
+    positions only or not."""
+    saved = json.loads(SPACES[0].parents[1].joinpath("results", "tuning_chosen.json").read_text())
+    assert saved["experiment"] == "tuning_B4"
+    tuned = {b.method for b in load_space("tuning_B4").grid}
+    assert tuned == set(saved["chosen"]) | set(saved["not_chosen_yet"])  # every tuned method accounted for
+    runs: dict = {}
+    for cfg in grid_trials(load_space("baselines_N16")):
+        runs.setdefault(cfg.method, set()).add(methods.knobs(cfg.method, cfg.knobs).model_dump_json())
+    also = {"taylor": [{"order": 1}], "ml_cache": [{"masked_only": False}, {"masked_only": True}]}
+    for method in sorted(tuned):
+        pick = saved["chosen"].get(method, {})
+        want = [pick] + [{**pick, **extra} for extra in also.get(method, [])]
+        assert runs[method] == {methods.knobs(method, k).model_dump_json() for k in want}, method
