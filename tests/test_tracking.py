@@ -57,3 +57,17 @@ def test_experiments_are_model_training_and_ui_prints_the_runs_table(tmp_path, m
     assert f"http://127.0.0.1:5077/#/experiments/{old}/runs" in out
     assert calls and calls[0][:2] == ["mlflow", "ui"] and "5077" in calls[0]
     assert client.get_experiment(old).tags[EXPERIMENT_KIND] == MODEL_TRAINING  # mended
+
+
+def test_artifacts_live_beside_the_sqlite_database(tmp_path, monkeypatch):
+    """A study logged to its own database (results/runs/<study>.db) keeps its artifacts beside it, not under
+    $ABLATE_RUNS, which a later session may not have: the samples a report's sheet shows go with the runs."""
+    from ablate.tracking.mlflow_log import Tracker, open_client
+
+    monkeypatch.setenv("ABLATE_RUNS", str(tmp_path / "elsewhere"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "study").mkdir()
+    for uri, name in ((f"sqlite:///{tmp_path / 'study' / 'a.db'}", "a"), ("sqlite:///study/b.db", "b")):
+        tr = Tracker(uri, name)
+        location = open_client(uri).get_experiment(tr.experiment_id).artifact_location
+        assert location == (tmp_path / "study" / "artifacts" / name).as_uri()

@@ -121,8 +121,9 @@ class Tracker:
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             location = None
-            if self.uri.startswith("sqlite:///"):
-                location = (runs_dir() / "artifacts" / experiment).as_uri()
+            if self.uri.startswith("sqlite:///"):  # beside the database, so a study's runs and files travel together
+                db = Path(self.uri[len("sqlite:///"):]).expanduser().resolve()
+                location = (db.parent / "artifacts" / experiment).as_uri()
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location,
                                                                tags={EXPERIMENT_KIND: MODEL_TRAINING})
         else:
