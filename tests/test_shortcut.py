@@ -23,6 +23,17 @@ def test_variants_shapes_and_token_use(tiny_model, n_block, use_tokens):
     assert torch.allclose(a, b) != use_tokens  # tokens matter exactly when they are used
 
 
+@pytest.mark.parametrize("n_block", [0, 1])
+def test_shortcut_makes_no_tensor_off_its_inputs_device(tiny_model, n_block):
+    """On a GPU every tensor the shortcut makes must follow its inputs (a CPU-made frequency table broke every
+    shortcut step on CUDA); the meta device catches that here, where no GPU is."""
+    net = Shortcut(ShortcutConfig(n_block=n_block), tiny_model.tok_emb.weight, tiny_model.position_embedding()).to("meta")
+    meta = dict(device="meta")
+    out = net(torch.empty(4, 9, 32, **meta), torch.zeros(4, 2, dtype=torch.long, **meta),
+              torch.zeros(4, 2, dtype=torch.long, **meta), torch.empty(4, **meta))
+    assert out.device.type == "meta" and out.shape == (4, 9, 32)
+
+
 def test_shortcut_is_small_next_to_base(tiny_model):
     net = Shortcut(ShortcutConfig(), tiny_model.tok_emb.weight, tiny_model.position_embedding())
     assert net.num_params() < sum(p.numel() for p in tiny_model.parameters())
