@@ -102,7 +102,7 @@ def measure(name: str, steps_list, args, device) -> list[dict]:
             "gflops_vanilla": fv["gflops_per_image"], "gflops_shortcut": fs["gflops_per_image"],
             "gflops_full_step": fv["gflops_full_step"], "c": c,
             "speedup_flops": fv["gflops_per_image"] / fs["gflops_per_image"],
-            "ideal_speedup": cost.ideal_speedup(n, b, c),
+            "ideal_speedup": short.ideal_speedup(c),
             "ms_vanilla": 1000 * lat["vanilla"], "ms_shortcut": 1000 * lat["shortcut"],
             "speedup_wall": lat["vanilla"] / lat["shortcut"],
         })

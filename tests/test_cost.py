@@ -65,3 +65,22 @@ def test_flops_split_by_step_type(model):
 
 def test_median_latency():
     assert cost.median_ms_per_image([(1.0, 10), (3.0, 10), (0.2, 2)]) == pytest.approx(100.0)
+
+
+@pytest.mark.slow
+def test_scaling_benchmark_runs_and_its_ideal_matches_its_flops(tmp_path):
+    """benchmarks/scaling.py (the cost table a GPU check reruns) still runs after a refactor: it broke silently
+    once when the ideal speedup moved onto the method. For the shortcut at B = N/4, the FLOPs speedup is the ideal."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "scaling.json"
+    run = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "scaling.py"),
+                          "--configs", "7x7", "--steps", "8", "--rounds", "1", "--batch-size", "1", "--no-sweep",
+                          "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    row = json.loads(out.read_text())["rows"][0]
+    assert (row["N"], row["B"]) == (8, 2)
+    assert row["ideal_speedup"] == pytest.approx(row["speedup_flops"], rel=0.02)
