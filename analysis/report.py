@@ -27,6 +27,7 @@ class Report:
     out: Path
     files: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # shown on top of the README: what not to read into it
     log_targets: list = field(default_factory=list)  # (tracking_uri, parent run id) the folder belongs to
     logged_to: list = field(default_factory=list)
 
@@ -65,6 +66,10 @@ def report(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[str
     rep = Report(Path(out) if out is not None else default_out(dict.fromkeys(df["experiment"])))
     rep.out.mkdir(parents=True, exist_ok=True)
     notes = rep.notes
+    warning = tables.wall_warning(df)
+    if warning:
+        rep.warnings.append(warning)
+        echo(f"report: caution, {warning}")
     echo(f"report: {len(df)} finished trial runs from {', '.join(dict.fromkeys(df['source']))}")
 
     def attempt(name, fn, *a, **kw):
@@ -157,6 +162,7 @@ def _sheet_runs(df, b):
 def _index(rep: Report, written: dict, cmd: str) -> str:
     """README of the folder: every figure inline and every table, with the command that remakes them."""
     lines = [f"# Report: {rep.out.name}", "", f"Regenerate: `{cmd}`", ""]
+    lines += [f"**Caution:** {w}" for w in rep.warnings] + ([""] if rep.warnings else [])
     for f in rep.files:
         if f.suffix == ".png":
             html = f.with_suffix(".html")

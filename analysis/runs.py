@@ -113,6 +113,8 @@ def _row(run, uri: str, exp, with_steps: bool, client) -> dict:
         "run_name": run.info.run_name, "start_time": run.info.start_time, "method": method,
         "N": n, "B": b if b is not None else math.nan, "seed": params.get("seed", 0),
         "trial_key": run.data.tags.get("ablate.trial_key", run.info.run_id),
+        # the sweep invocation that timed it; runs logged before the tag existed fall back to their commit
+        "session": tags.get("ablate.session") or f"commit {tags.get('ablate.git_commit', '?')[:12]}",
         **{k: params.get(k) for k in ("dataset", "extractor", "reference", "n_samples", "base", "device", "amp")},
     }
     row.update(label=tags.get("ablate.label", method), color=tags.get("ablate.color"), marker=tags.get("ablate.marker"),

@@ -19,6 +19,7 @@ from analysis.stats import half_width, significantly_best
 SUMMARY = ["fid", "kid_mean", "precision", "recall", "class_acc", "latency_ms_per_image", "gflops_per_image",
            "full_steps_mean", "speedup_wall", "speedup_flops", "feature_cos", "token_agreement", "psnr", "ssim"]
 NOT_RANKED = {"full_steps_mean"}  # a description of the run (B's mean), not a quality: never bold
+WALL = {"latency_ms_per_image", "speedup_wall"}  # timed, so comparable only within one machine session
 FLOOR = {"fid": "floor_fid", "kid_mean": "floor_kid_mean", "precision": "floor_precision", "recall": "floor_recall"}
 DIGITS = {k: m.digits for k, m in L.MEASURES.items()}
 SHORT = {k: m.short for k, m in L.MEASURES.items()}
@@ -85,11 +86,31 @@ def _head(m: str) -> str:
     return f"{SHORT.get(m, m)} {'↓' if L.mode(m) == 'min' else '↑'}"
 
 
+def wall_sessions(df: pd.DataFrame) -> int:
+    """How many sweep sessions timed the runs' wall clock. A resumed sweep times its later trials under
+    another machine load and divides by the reference latency of an earlier session; across sessions the
+    wall columns are not comparable, so they are not ranked and the report says so."""
+    if "session" not in df or "latency_ms_per_image" not in df:
+        return 1
+    return max(1, df.dropna(subset=["latency_ms_per_image"])["session"].nunique())
+
+
+def wall_warning(df: pd.DataFrame) -> Optional[str]:
+    k = wall_sessions(df)
+    if k < 2:
+        return None
+    return (f"the wall-clock columns (ms/img, × wall, the wall-speedup figure and hypervolume) mix {k} sweep "
+            "sessions, timed under different machine loads: they are not ranked and not comparable across "
+            "methods; FLOPs are exact. `python benchmarks/latency_ratio.py --space <space>` times every "
+            "setting interleaved in one run.")
+
+
 def _best_flags(block: pd.DataFrame, cols: Sequence[str], raw: pd.DataFrame, by: Sequence[str]) -> dict[str, pd.Series]:
     """Per column, the row (of the aggregated `block`) that is significantly best over the seeds of `raw`."""
     flags = {}
+    unranked = NOT_RANKED | (WALL if wall_sessions(raw) > 1 else set())
     for c in cols:
-        if c in NOT_RANKED:
+        if c in unranked:
             flags[c] = pd.Series(False, index=block.index)
             continue
         per_seed = {}
@@ -118,7 +139,8 @@ def summary(df: pd.DataFrame, measures: Sequence[str] = SUMMARY) -> Table:
               "against the sweep's vanilla run at N. – : not measured (step reduction has no per-step or "
               "paired counterpart)."
               + (" Full steps: the mean an adaptive policy actually took per image (a fixed schedule takes B)."
-                 if "full_steps_mean" in cols else ""))
+                 if "full_steps_mean" in cols else ""),
+              notes=[w[0].upper() + w[1:] for w in [wall_warning(df)] if w])
     ref = agg[agg["method"] == "vanilla"].sort_values("B", ascending=False)
     t.add_group([_row(r, cols, {}, multi_seed) for _, r in ref.iterrows()] + _floor_rows(df, cols, multi_seed))
     rest = agg[agg["method"] != "vanilla"]
@@ -212,6 +234,8 @@ def pareto(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS, refs: Opt
     for j, p in enumerate(pairs, start=1):
         vals = [hv[name][p] for name in series]
         best = np.nanmax(vals) if np.isfinite(vals).any() else np.nan
+        if wall_sessions(df) > 1 and set(p) & WALL:
+            continue  # timed in several sessions: not ranked
         for row, v in zip(rows, vals):
             row[j] = (row[j][0], bool(np.isfinite(v) and v > 0 and _hv(v) == _hv(best)))
     t.add_group(rows)
@@ -240,7 +264,8 @@ def ablation(df: pd.DataFrame, measures: Sequence[str] = ("fid", "speedup_flops"
     t = Table(["Knob", "Setting", "B"] + [_head(m) for m in cols] + (["seeds"] if multi else []),
               "llr" + "r" * len(cols) + ("r" if multi else ""),
               "Ablations, one knob at a time with the others at their most common value. Mean ± half-width of "
-              "the 95% interval over seeds; bold: significantly best per knob and budget (seed-paired t-test, 5%).")
+              "the 95% interval over seeds; bold: significantly best per knob and budget (seed-paired t-test, 5%).",
+              notes=[w[0].upper() + w[1:] for w in [wall_warning(df)] if w])
     for (method, knob), g in groups.items():
         title = panel_title(df, method, knob)
         if g.empty or g[knob].astype(str).nunique() < 2:

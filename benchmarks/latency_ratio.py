@@ -1,6 +1,11 @@
 """Wall-clock speedup of a method over vanilla N, timed interleaved so machine load hits both alike.
 
     python benchmarks/latency_ratio.py --steps 16 --budget 4 --method shortcut --rounds 6 --batch-size 250
+    python benchmarks/latency_ratio.py --space baselines_N16 --rounds 5 --batch-size 100
+
+--space times every (method, N, B, knobs) of a search space's grid, as its sweep runs them, against its
+unaccelerated references: the wall-clock column of a sweep that spanned several sessions divides latencies
+timed under different machine loads, and this one run replaces it.
 
 Each round times one vanilla batch and one batch of each method on the same labels and noise, in
 alternating order; the speedup is the ratio of the medians. Next to it: the ideal speedup
@@ -24,6 +29,22 @@ from ablate.methods import parse_knobs, run_name
 from ablate.metrics import cost
 
 
+def space_settings(name: str) -> list[tuple]:
+    """(method, steps, budget, knobs) of every distinct trial of a space, its first reference first; seeds
+    are dropped (a setting's latency does not depend on them)."""
+    from ablate.sweep.space import grid_trials, load_space
+
+    space = load_space(name)
+    if len(space.references) != 1:
+        raise SystemExit(f"--space: {space.name} has references {space.references}; one is needed to divide by")
+    out = []
+    for t in grid_trials(space):
+        key = (t.method, t.steps, t.budget, t.knobs)
+        if key not in out:
+            out.append(key)
+    return sorted(out, key=lambda k: k[0] != "vanilla")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=16)
@@ -34,15 +55,23 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--space", help="time every setting of this search space's grid (name or YAML); "
+                   "replaces --steps/--budget/--method/--knob")
     args = p.parse_args(argv)
 
-    def trial(method, budget, knobs):
-        cfg = EvalConfig(dataset=args.dataset, method=method, steps=args.steps, budget=budget, knobs=knobs,
+    def trial(method, budget, knobs, steps):
+        cfg = EvalConfig(dataset=args.dataset, method=method, steps=steps, budget=budget, knobs=knobs,
                          n_samples=args.batch_size, device=args.device)
-        return run_name({"method": method, "steps": args.steps, "budget": budget, "knobs": knobs}), setup(cfg)
+        log = lambda s: print(s, file=sys.stderr)  # stdout is the table
+        return run_name({"method": method, "steps": steps, "budget": budget, "knobs": knobs}), setup(cfg, log=log)
 
-    runs = [trial("vanilla", None, {})]
-    runs += [trial(m, b, parse_knobs(args.knob)) for b in args.budget for m in args.method]
+    if args.space:
+        settings = space_settings(args.space)
+        args.steps = settings[0][1]
+    else:
+        settings = [("vanilla", args.steps, None, {})]
+        settings += [(m, args.steps, b, parse_knobs(args.knob)) for b in args.budget for m in args.method]
+    runs = [trial(m, b, k, steps=n) for m, n, b, k in settings]
     dev = runs[0][1].device
     labels = runs[0][1].labels
     ideal, measured_flops = {}, {}

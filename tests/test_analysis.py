@@ -288,6 +288,7 @@ def test_load_runs_tidy_frame(store):
     assert len(steps) == 16 and steps[0] == 0.0 and steps == pytest.approx(per_step["feature_mse"])
     assert fc["feature_mse"] == pytest.approx(expected["feature_mse"])  # the mean, not the last step
     assert math.isnan(df[df["method"] == "step_reduction"]["feature_mse"].iloc[0])  # never logged: missing
+    assert df["session"].nunique() == 1 and not df["session"].iloc[0].startswith("commit")  # one sweep, tagged
 
 
 def test_report_reads_only_mlflow(store, tmp_path):
@@ -466,6 +467,30 @@ def test_bold_needs_a_significant_paired_win():
     rows = [r | {"fid": r["fid"] + (3.0 if r["run_id"] == "shortcut2" else 0.0)} for r in rows]
     md = summary(add_labels(pd.DataFrame(rows)), ["fid"]).markdown()
     assert "**" not in md  # one seed where the shortcut loses: the paired test no longer separates it
+
+
+def test_wall_columns_of_several_sessions_are_not_ranked():
+    """A resumed sweep times its later trials under another machine load: wall clocks from different sessions
+    are never bold, and the table says why; within one session the same numbers may be."""
+    import pandas as pd
+
+    from analysis.labels import add_labels
+    from analysis.tables import pareto, summary, wall_warning
+
+    df = hand_frame()
+    lat = {"vanilla": 200.0, "feature_cache": 50.0, "taylor": 52.0, "shortcut": 20.0}
+    df = df.assign(latency_ms_per_image=[lat[m] + s for m, s in zip(df["method"], df["seed"])],
+                   session="s1")
+    df["speedup_wall"] = 200.0 / df["latency_ms_per_image"]
+    md = summary(df, ["fid", "latency_ms_per_image", "speedup_wall"]).markdown()
+    assert "**20.5 ± " in md and wall_warning(df) is None  # one session: the shortcut is faster on every seed
+    later = add_labels(df.assign(session=np.where(df["method"] == "shortcut", "s2", "s1")))
+    md = summary(later, ["fid", "latency_ms_per_image", "speedup_wall"]).markdown()
+    assert "**" not in md and "mix 2 sweep sessions" in md
+    t, _ = pareto(later, pairs=[("fid", "speedup_wall")], refs={"fid": 50.0})
+    assert "**" not in t.markdown()
+    # runs logged before the session tag fall back to their commit
+    assert wall_warning(pd.DataFrame({"latency_ms_per_image": [1.0, 2.0], "session": ["commit a", "commit b"]}))
 
 
 def test_pareto_table_states_reference(tmp_path):

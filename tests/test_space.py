@@ -154,3 +154,20 @@ def test_the_reporting_space_runs_the_knobs_tuning_chose():
         pick = saved["chosen"].get(method, {})
         want = [pick] + [{**pick, **extra} for extra in also.get(method, [])]
         assert runs[method] == {methods.knobs(method, k).model_dump_json() for k in want}, method
+
+
+def test_latency_times_exactly_the_settings_the_sweep_runs():
+    """benchmarks/latency_ratio.py --space times each distinct (method, N, B, knobs) of a space once, its
+    reference first, so the wall-clock table of a sweep that spanned sessions covers exactly what it ran."""
+    import importlib.util
+
+    path = SPACES[0].parents[1] / "benchmarks" / "latency_ratio.py"
+    spec = importlib.util.spec_from_file_location("latency_ratio", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    settings = mod.space_settings("baselines_N16")
+    trials = grid_trials(load_space("baselines_N16"))
+    assert settings[0] == ("vanilla", 16, None, {})
+    assert len(settings) == len(trials) // 3 == 37  # three seeds a setting
+    assert {(t.method, t.steps, t.budget, json.dumps(t.knobs, sort_keys=True)) for t in trials} == {
+        (m, n, b, json.dumps(k, sort_keys=True)) for m, n, b, k in settings}

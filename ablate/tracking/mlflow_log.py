@@ -118,6 +118,8 @@ class Tracker:
         mlflow.set_tracking_uri(self.uri)
         self.client = open_client(self.uri)
         self.experiment = experiment
+        # one id per sweep invocation: a report must not compare wall clocks timed in different sessions
+        self.session = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             location = None
@@ -231,6 +233,7 @@ class Tracker:
             "ablate.version": ablate.__version__,
             "ablate.method": methods.get(trial["method"]).name,
             "ablate.role": "trial",
+            "ablate.session": self.session,
         }
         run = self.client.create_run(self.experiment_id, run_name=run_name(trial), tags=tags)
         from mlflow.entities import Param
