@@ -647,7 +647,8 @@ def test_beyond_claims_compare_each_budget_and_refuse_an_unnamed_variant(tmp_pat
                                     ("taylor", {"order": 1}, (35.0, 36.0, 34.0)),
                                     ("taylor", {"order": 2}, (30.0, 31.5, 29.0)),
                                     ("foca", {}, (33.0, 34.0, 32.5)),
-                                    ("adaptive", {}, (35.5, 36.4, 34.6))]:
+                                    ("adaptive", {}, (35.5, 36.4, 34.6)),
+                                    ("residual_shortcut", {}, (32.0, 33.0, 31.0))]:
             rows += [{"method": method, "B": b, "N": 16, "seed": sd, "fid": f + b, "token_agreement": 0.5,
                       "n_samples": 1000, "masked_only": knobs.get("masked_only"), "order": knobs.get("order")}
                      for sd, f in enumerate(fids)]
@@ -665,6 +666,9 @@ def test_beyond_claims_compare_each_budget_and_refuse_an_unnamed_variant(tmp_pat
         assert text[f"| B = {b}: L2P beats Taylor"][1] == "n/a"  # not run
         # FoCa against the tuned Taylor (order 2, lower FID on every seed), not the order-1 comparator
         assert text[f"| B = {b}: FoCa beats Taylor"][1] == "DOES NOT HOLD"
+        # the residual shortcut: better than the order-1 forecast it corrects, worse than the tuned order 2
+        assert text[f"| B = {b}: the residual shortcut improves on the forecast it corrects (Taylor order 1)"][1] == "HOLDS"
+        assert text[f"| B = {b}: the residual shortcut beats Taylor at its tuned order"][1] == "DOES NOT HOLD"
     with pytest.raises(SystemExit):  # a missing --chosen file: argparse's one-line error, before any reading
         claims.main(["--claims", "beyond", "--chosen", str(tmp_path / "none.json")])
     assert "--chosen: no file" in capsys.readouterr().err
