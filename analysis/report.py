@@ -69,7 +69,7 @@ def report(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[str
     warning = tables.wall_warning(df)
     if warning:
         rep.warnings.append(warning)
-        echo(f"report: caution, {warning}")
+        echo(f"report: caution: {warning}")
     echo(f"report: {len(df)} finished trial runs from {', '.join(dict.fromkeys(df['source']))}")
 
     def attempt(name, fn, *a, **kw):

@@ -99,7 +99,7 @@ def wall_warning(df: pd.DataFrame) -> Optional[str]:
     k = wall_sessions(df)
     if k < 2:
         return None
-    return (f"the wall-clock columns (ms/img, × wall, the wall-speedup figure and hypervolume) mix {k} sweep "
+    return (f"The wall-clock columns (ms/img, × wall, the wall-speedup figure and hypervolume) mix {k} sweep "
             "sessions, timed under different machine loads: they are not ranked and not comparable across "
             "methods; FLOPs are exact. `python benchmarks/latency_ratio.py --space <space>` times every "
             "setting interleaved in one run.")
@@ -140,7 +140,7 @@ def summary(df: pd.DataFrame, measures: Sequence[str] = SUMMARY) -> Table:
               "paired counterpart)."
               + (" Full steps: the mean an adaptive policy actually took per image (a fixed schedule takes B)."
                  if "full_steps_mean" in cols else ""),
-              notes=[w[0].upper() + w[1:] for w in [wall_warning(df)] if w])
+              notes=[w for w in [wall_warning(df)] if w])
     ref = agg[agg["method"] == "vanilla"].sort_values("B", ascending=False)
     t.add_group([_row(r, cols, {}, multi_seed) for _, r in ref.iterrows()] + _floor_rows(df, cols, multi_seed))
     rest = agg[agg["method"] != "vanilla"]
@@ -231,10 +231,11 @@ def pareto(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS, refs: Opt
         return _hv(hv[name][p]) + (f" ± {half_width(per):.3g}" if len(per) > 1 else "")
 
     rows = [[(name, False)] + [(cell(name, p), False) for p in pairs] for name in series]
+    mixed_wall = wall_sessions(df) > 1
     for j, p in enumerate(pairs, start=1):
         vals = [hv[name][p] for name in series]
         best = np.nanmax(vals) if np.isfinite(vals).any() else np.nan
-        if wall_sessions(df) > 1 and set(p) & WALL:
+        if mixed_wall and set(p) & WALL:
             continue  # timed in several sessions: not ranked
         for row, v in zip(rows, vals):
             row[j] = (row[j][0], bool(np.isfinite(v) and v > 0 and _hv(v) == _hv(best)))
@@ -265,7 +266,7 @@ def ablation(df: pd.DataFrame, measures: Sequence[str] = ("fid", "speedup_flops"
               "llr" + "r" * len(cols) + ("r" if multi else ""),
               "Ablations, one knob at a time with the others at their most common value. Mean ± half-width of "
               "the 95% interval over seeds; bold: significantly best per knob and budget (seed-paired t-test, 5%).",
-              notes=[w[0].upper() + w[1:] for w in [wall_warning(df)] if w])
+              notes=[w for w in [wall_warning(df)] if w])
     for (method, knob), g in groups.items():
         title = panel_title(df, method, knob)
         if g.empty or g[knob].astype(str).nunique() < 2:

@@ -17,9 +17,11 @@ separate runs unreliable; interleaving cancels the drift.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
@@ -29,20 +31,21 @@ from ablate.methods import parse_knobs, run_name
 from ablate.metrics import cost
 
 
-def space_settings(name: str) -> list[tuple]:
-    """(method, steps, budget, knobs) of every distinct trial of a space, its first reference first; seeds
-    are dropped (a setting's latency does not depend on them)."""
+def space_settings(name: str) -> list:
+    """The EvalConfig of every distinct trial of a space (its sampler settings, base and dataset included), its
+    reference first; seeds are dropped (a setting's latency does not depend on them)."""
     from ablate.sweep.space import grid_trials, load_space
 
     space = load_space(name)
     if len(space.references) != 1:
         raise SystemExit(f"--space: {space.name} has references {space.references}; one is needed to divide by")
-    out = []
+    out, seen = [], set()
     for t in grid_trials(space):
-        key = (t.method, t.steps, t.budget, t.knobs)
-        if key not in out:
-            out.append(key)
-    return sorted(out, key=lambda k: k[0] != "vanilla")
+        key = (t.method, t.steps, t.budget, json.dumps(t.knobs, sort_keys=True))
+        if key not in seen:
+            seen.add(key)
+            out.append(t)
+    return sorted(out, key=lambda t: t.method != "vanilla")
 
 
 def main(argv=None) -> int:
@@ -59,19 +62,20 @@ def main(argv=None) -> int:
                    "replaces --steps/--budget/--method/--knob")
     args = p.parse_args(argv)
 
-    def trial(method, budget, knobs, steps):
-        cfg = EvalConfig(dataset=args.dataset, method=method, steps=steps, budget=budget, knobs=knobs,
-                         n_samples=args.batch_size, device=args.device)
+    def trial(cfg: EvalConfig):
         log = lambda s: print(s, file=sys.stderr)  # stdout is the table
-        return run_name({"method": method, "steps": steps, "budget": budget, "knobs": knobs}), setup(cfg, log=log)
+        return run_name({"method": cfg.method, "steps": cfg.steps, "budget": cfg.budget, "knobs": cfg.knobs}), \
+            setup(cfg, log=log)
 
-    if args.space:
-        settings = space_settings(args.space)
-        args.steps = settings[0][1]
+    if args.space:  # the space's own configs, on one batch of the given size and device
+        configs = [replace(c, n_samples=args.batch_size, device=args.device) for c in space_settings(args.space)]
+        args.steps = configs[0].steps
     else:
-        settings = [("vanilla", args.steps, None, {})]
-        settings += [(m, args.steps, b, parse_knobs(args.knob)) for b in args.budget for m in args.method]
-    runs = [trial(m, b, k, steps=n) for m, n, b, k in settings]
+        configs = [EvalConfig(dataset=args.dataset, method=m, steps=args.steps, budget=b, knobs=k,
+                              n_samples=args.batch_size, device=args.device)
+                   for m, b, k in [("vanilla", None, {})]
+                   + [(m, b, parse_knobs(args.knob)) for b in args.budget for m in args.method]]
+    runs = [trial(c) for c in configs]
     dev = runs[0][1].device
     labels = runs[0][1].labels
     ideal, measured_flops = {}, {}

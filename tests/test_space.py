@@ -156,7 +156,7 @@ def test_the_reporting_space_runs_the_knobs_tuning_chose():
         assert runs[method] == {methods.knobs(method, k).model_dump_json() for k in want}, method
 
 
-def test_latency_times_exactly_the_settings_the_sweep_runs():
+def test_latency_times_exactly_the_settings_the_sweep_runs(tmp_path):
     """benchmarks/latency_ratio.py --space times each distinct (method, N, B, knobs) of a space once, its
     reference first, so the wall-clock table of a sweep that spanned sessions covers exactly what it ran."""
     import importlib.util
@@ -167,7 +167,12 @@ def test_latency_times_exactly_the_settings_the_sweep_runs():
     spec.loader.exec_module(mod)
     settings = mod.space_settings("baselines_N16")
     trials = grid_trials(load_space("baselines_N16"))
-    assert settings[0] == ("vanilla", 16, None, {})
+    assert (settings[0].method, settings[0].budget) == ("vanilla", None)
     assert len(settings) == len(trials) // 3 == 37  # three seeds a setting
-    assert {(t.method, t.steps, t.budget, json.dumps(t.knobs, sort_keys=True)) for t in trials} == {
-        (m, n, b, json.dumps(k, sort_keys=True)) for m, n, b, k in settings}
+    key = lambda t: (t.method, t.steps, t.budget, json.dumps(t.knobs, sort_keys=True))
+    assert {key(t) for t in trials} == {key(t) for t in settings}
+    # the space's own configs (sampler settings, split, base), not defaults rebuilt by hand
+    yaml_text = (SPACES[0].parent / "baselines_N16.yaml").read_text()
+    other = Path(tmp_path) / "hot.yaml"
+    other.write_text(yaml_text.replace("cfg_w: 1.0, r_temp: 7.0", "cfg_w: 2.0, r_temp: 4.5"))
+    assert {(t.cfg_w, t.r_temp) for t in mod.space_settings(str(other))} == {(2.0, 4.5)}
