@@ -69,3 +69,13 @@ def test_docs_point_only_inside_the_repository(path):
     text = (ROOT / path).read_text()
     assert "../shared" not in text and "PAPER.md" not in text and "DESIGN.md" not in text, path
     assert not re.search(r"[Ii]ssue #?\d", text), path
+
+
+def test_the_sampler_imports_no_method_not_even_for_types():
+    """The sampler talks to methods through sampling/policy.py's StepPolicy only: no import of ablate.methods
+    from ablate.sampling, type-only ones included (checked against a broken version once: the former
+    `if TYPE_CHECKING: from ablate.methods.base import Method` in sampler.py made it fail)."""
+    import grimp
+
+    graph = grimp.build_graph("ablate", exclude_type_checking_imports=False)
+    assert not graph.chain_exists(importer="ablate.sampling", imported="ablate.methods", as_packages=True)

@@ -119,3 +119,25 @@ def test_confident_positions_commit_first_without_noise():
     out = sampler.sample(torch.zeros(200, dtype=torch.long), torch.Generator().manual_seed(0))
     first = out.order[:, 0] == 0
     assert first.float().mean() > 0.95
+
+
+def test_a_policy_decides_which_tokens_a_step_commits(tiny_model):
+    """The commit hook of the step protocol: a policy that commits the leftmost still-masked positions fills
+    the grid left to right (checked against a broken version once: a sampler that ignored `commit` and kept
+    confidence top-k failed it)."""
+    from ablate.sampling import StepPolicy
+
+    class LeftToRight(Method):
+        def commit(self, state, confidence, count):
+            idx = torch.arange(state.mask.shape[1]).expand_as(state.mask)
+            rank = torch.where(state.mask, idx, idx + state.mask.shape[1])  # masked first, leftmost first
+            top = rank.topk(count, dim=-1, largest=False).indices
+            return torch.zeros_like(state.mask).scatter_(1, top, True) & state.mask
+
+    policy = LeftToRight(steps=4)
+    assert isinstance(policy, StepPolicy)
+    sampler = MaskGITSampler(tiny_model, SamplerConfig(steps=4))
+    out = sampler.sample(torch.tensor([0, 1, 2]), torch.Generator().manual_seed(0), policy)
+    for row in out.order:
+        assert row.tolist() == sorted(row.tolist())  # committed in position order
+        assert torch.bincount(row, minlength=4).tolist() == sampler.counts

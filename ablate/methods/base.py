@@ -1,6 +1,7 @@
 """What a method is: one class per file that registers itself, with its knobs, its look and its cost.
 
-The sampler owns the loop. At every step it asks `is_full(state)`:
+The sampler owns the loop and talks to a method through `StepPolicy` (sampling/policy.py), which `Method`
+implements. At every step it asks `is_full(state)`:
 - full step: `full_step` runs the base model (default) and `observe`s the fresh feature, so the
   method can cache whatever it needs;
 - other steps: `skip_step` returns (logits, feature) without the full model, however it likes.
@@ -16,16 +17,14 @@ named by import path, `module:Class` (the module is imported, and so registers i
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, ClassVar, Optional
+from typing import ClassVar, Optional
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ablate.errors import AblateError
+from ablate.sampling.policy import StepState, confidence_top_k
 from ablate.sampling.schedule import check_budget, full_steps
-
-if TYPE_CHECKING:
-    from ablate.sampling.sampler import StepState
 
 
 class Knobs(BaseModel):
@@ -82,19 +81,24 @@ class Method:
     def begin(self, model, batch_size: int) -> None:
         """Called before each batch: drop any state carried from the previous one."""
 
-    def is_full(self, state: "StepState") -> bool:
+    def is_full(self, state: StepState) -> bool:
         return state.step in self.full
 
-    def full_step(self, model, state: "StepState") -> tuple[torch.Tensor, torch.Tensor]:
+    def full_step(self, model, state: StepState) -> tuple[torch.Tensor, torch.Tensor]:
         logits, feature = model(state.model_tokens(), state.model_labels())
         self.observe(state, logits, feature)
         return logits, feature
 
-    def observe(self, state: "StepState", logits: torch.Tensor, feature: torch.Tensor) -> None:
+    def observe(self, state: StepState, logits: torch.Tensor, feature: torch.Tensor) -> None:
         """See the fresh full-step output (e.g. to cache it)."""
 
-    def skip_step(self, model, state: "StepState") -> tuple[torch.Tensor, torch.Tensor]:
+    def skip_step(self, model, state: StepState) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError(f"{self.name} has no cheap step")
+
+    def commit(self, state: StepState, confidence: torch.Tensor, count: int) -> torch.Tensor:
+        """Which still-masked positions take their sampled token: MaskGIT's `count` most confident (the
+        sampler's protocol, sampling/policy.py; a method that decodes differently overrides it)."""
+        return confidence_top_k(state, confidence, count)
 
     def num_params(self) -> int:
         """Parameters the method adds to the base model (a learned shortcut has some)."""

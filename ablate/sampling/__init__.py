@@ -1,6 +1,7 @@
-"""The MaskGIT sampler: it owns the loop; methods plug into each step."""
+"""The MaskGIT sampler: it owns the loop; methods plug into each step through `StepPolicy` (policy.py)."""
 
-from ablate.sampling.sampler import MaskGITSampler, SampleOutput, SamplerConfig, StepOutput, StepState
+from ablate.sampling.policy import StepOutput, StepPolicy, StepState, confidence_top_k
+from ablate.sampling.sampler import MaskGITSampler, SampleOutput, SamplerConfig
 from ablate.sampling.schedule import full_steps, mask_schedule
 
 __all__ = [
@@ -8,7 +9,9 @@ __all__ = [
     "SampleOutput",
     "SamplerConfig",
     "StepOutput",
+    "StepPolicy",
     "StepState",
+    "confidence_top_k",
     "full_steps",
     "mask_schedule",
 ]

@@ -13,15 +13,13 @@ CPU and GPU; the model and method calls run under autocast when `amp_dtype` is g
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 
 from ablate.device import Timer, autocast, model_device
+from ablate.sampling.policy import StepOutput, StepPolicy, StepState, Unaccelerated
 from ablate.sampling.schedule import mask_schedule
-
-if TYPE_CHECKING:  # methods sit above sampling: the sampler names their type, never imports them
-    from ablate.methods.base import Method
 
 
 @dataclass(frozen=True)
@@ -31,44 +29,6 @@ class SamplerConfig:
     r_temp: float = 7.0  # Gumbel noise on confidences at step 0 (annealed to 0)
     sm_temp: float = 1.0  # softmax temperature multiplier on logits
     schedule: str = "arccos"
-
-
-@dataclass
-class StepState:
-    """What the sampler knows at the start of step `step` (before this step's commits)."""
-
-    step: int
-    steps: int
-    tokens: torch.Tensor  # (B, L), mask_id where still masked
-    labels: torch.Tensor  # (B,)
-    mask: torch.Tensor  # (B, L) bool, True = still masked
-    committed_prev: torch.Tensor  # (B, L) bool, positions committed at the previous step
-    mask_id: int
-    null_label: int
-    branches: int  # 2 with classifier-free guidance ([cond; uncond]), else 1
-    is_full: bool = True
-
-    @property
-    def mask_ratio(self) -> float:
-        return float(self.mask.float().mean())
-
-    def model_tokens(self) -> torch.Tensor:
-        return self.tokens.repeat(self.branches, 1)
-
-    def model_labels(self) -> torch.Tensor:
-        if self.branches == 1:
-            return self.labels
-        return torch.cat([self.labels, torch.full_like(self.labels, self.null_label)])
-
-
-@dataclass
-class StepOutput:
-    """What a step produced; hooks receive it (trajectory recording, feature error)."""
-
-    logits: torch.Tensor  # (branches*B, L, V) before guidance
-    feature: torch.Tensor  # (branches*B, L, d)
-    sampled: torch.Tensor  # (B, L) sampled token at every position (only masked ones are kept)
-    committed: torch.Tensor  # (B, L) bool, positions committed at this step
 
 
 @dataclass
@@ -107,13 +67,14 @@ class MaskGITSampler:
         self,
         labels: torch.Tensor,
         generator: torch.Generator,
-        method: Optional["Method"] = None,
+        method: Optional[StepPolicy] = None,
         hooks: Iterable[Hook] = (),
     ) -> SampleOutput:
+        """One batch; `method` is the step policy (None: every step a full step, MaskGIT's commit rule)."""
         model, cfg = self.model, self.cfg
-        acc = method  # None: every step is a full step of the base model (vanilla)
-        if acc is not None and acc.steps != cfg.steps:
-            raise ValueError(f"method built for {acc.steps} steps, sampler runs {cfg.steps}")
+        policy = method if method is not None else Unaccelerated(cfg.steps)
+        if policy.steps != cfg.steps:
+            raise ValueError(f"method built for {policy.steps} steps, sampler runs {cfg.steps}")
         hooks = list(hooks)
         b, L = labels.shape[0], model.seq_len
         dev = self.device
@@ -122,20 +83,17 @@ class MaskGITSampler:
         order = torch.full((b, L), -1, dtype=torch.long, device=dev)
         committed_prev = torch.zeros(b, L, dtype=torch.bool, device=dev)
         branches = 2 if cfg.cfg_w != 0 else 1
-        if acc is not None:
-            acc.begin(model, b)
+        policy.begin(model, b)
         done_full = []
         for i in range(cfg.steps):
             mask = tokens == model.mask_id
             state = StepState(i, cfg.steps, tokens, labels, mask, committed_prev, model.mask_id, model.num_classes, branches)
-            state.is_full = acc is None or acc.is_full(state)
+            state.is_full = policy.is_full(state)
             with autocast(dev, self.amp_dtype):
-                if acc is None:
-                    logits2, feature2 = model(state.model_tokens(), state.model_labels())
-                elif state.is_full:
-                    logits2, feature2 = acc.full_step(model, state)
+                if state.is_full:
+                    logits2, feature2 = policy.full_step(model, state)
                 else:
-                    logits2, feature2 = acc.skip_step(model, state)
+                    logits2, feature2 = policy.skip_step(model, state)
             if state.is_full:
                 done_full.append(i)
             if branches == 2:
@@ -149,10 +107,7 @@ class MaskGITSampler:
             conf = logp.gather(-1, sampled[..., None]).squeeze(-1)
             noise_scale = cfg.r_temp * (1 - i / (cfg.steps - 1)) if cfg.steps > 1 else 0.0
             conf = conf + noise_scale * _gumbel(conf.shape, generator, dev)
-            conf = conf.masked_fill(~mask, float("-inf"))
-            k = min(self.counts[i], L)
-            top = conf.topk(k, dim=-1).indices
-            committed = torch.zeros_like(mask).scatter_(1, top, True) & mask
+            committed = policy.commit(state, conf, self.counts[i])
             tokens = torch.where(committed, sampled, tokens)
             order = torch.where(committed, torch.full_like(order, i), order)
             out = StepOutput(logits2, feature2, sampled, committed)
@@ -166,7 +121,7 @@ class MaskGITSampler:
         labels: torch.Tensor,
         seed: int,
         batch_size: int = 250,
-        method: Optional["Method"] = None,
+        method: Optional[StepPolicy] = None,
         hooks: Iterable[Hook] = (),
         batch_times: Optional[list] = None,
         known: Optional[dict] = None,
