@@ -55,6 +55,32 @@ class EvalConfig:
     reuse_samples: bool = False  # keep each generated batch in the store; a larger run of the same trial reuses them
 
 
+KEY_VERSION = 2  # how trial keys are derived (1: the trial as given, defaults dropped; runs logged so are read back)
+
+
+def trial_identity(trial) -> dict:
+    """What makes two trials the same trial: every field of its EvalConfig (every sampler setting among them), the
+    method's knobs resolved to their values (a default given and one left out are one trial), the precision it runs
+    at (a CPU trial runs fp32 whatever `amp` says) and a learned method's training format (a change of what its
+    training data mean reruns its trials). The one place a trial's identity is derived: `trial_key` hashes it for
+    --resume, the tracker tags it, sweeps and studies match runs by it."""
+    cfg = trial if isinstance(trial, EvalConfig) else EvalConfig(**trial)
+    d = asdict(cfg)
+    cls = methods.get(cfg.method)
+    d["knobs"] = methods.knobs(cfg.method, cfg.knobs).model_dump(mode="json")
+    d["base"] = None if cfg.base in (None, "", "native") else cfg.base
+    d["amp"] = "fp32" if cfg.device == "cpu" else cfg.amp
+    d["training_format"] = cls.training_format
+    return d
+
+
+def trial_key(trial) -> str:
+    """The trial's resume key: a hash of `trial_identity`."""
+    from ablate.store import config_hash
+
+    return config_hash(trial_identity(trial))[:16]
+
+
 def validate(cfg: EvalConfig) -> None:
     """Cheap checks first, so bad input fails before anything is loaded or computed."""
     check_dataset(cfg.dataset)

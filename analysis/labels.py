@@ -39,11 +39,15 @@ def knob_text(knob: str, v) -> str:
     return f"{knob}={str(v).lower() if isinstance(v, bool) else v}"
 
 
+SAMPLER = ("cfg_w", "r_temp", "sm_temp")  # sampler settings tell variants apart too where a study varies them
+
+
 def knob_columns(df: pd.DataFrame) -> dict[str, list[str]]:
-    """method -> its knobs that take more than one value in `df` (what tells its variants apart)."""
+    """method -> its knobs (and sampler settings) that take more than one value in `df` (what tells its variants
+    apart)."""
     out = {}
     for method, g in df.groupby("method"):
-        cols = [c for c in sorted(df.attrs.get("knobs", [])) if c in g]
+        cols = [c for c in sorted(df.attrs.get("knobs", [])) + list(SAMPLER) if c in g]
         out[method] = [c for c in cols if g[c].notna().any() and g[c].astype(str).nunique() > 1]
     return out
 

@@ -26,6 +26,7 @@ import pandas as pd
 from ablate.errors import AblateError
 
 STEPPED = ("feature_mse", "feature_cos")
+SAMPLER = ("cfg_w", "r_temp", "sm_temp")  # sampler settings: a study may vary them as it varies knobs
 META = ("source", "tracking_uri", "experiment", "experiment_id", "parent_run_id", "run_id", "run_name",
         "start_time", "method", "N", "B", "seed")
 
@@ -115,7 +116,8 @@ def _row(run, uri: str, exp, with_steps: bool, client) -> dict:
         "trial_key": run.data.tags.get("ablate.trial_key", run.info.run_id),
         # the sweep invocation that timed it; runs logged before the tag existed fall back to their commit
         "session": tags.get("ablate.session") or f"commit {tags.get('ablate.git_commit', '?')[:12]}",
-        **{k: params.get(k) for k in ("dataset", "extractor", "reference", "n_samples", "base", "device", "amp")},
+        **{k: params.get(k) for k in ("dataset", "extractor", "reference", "n_samples", "base", "device", "amp",
+                                      *SAMPLER)},
     }
     row.update(label=tags.get("ablate.label", method), color=tags.get("ablate.color"), marker=tags.get("ablate.marker"),
                rank=float(tags.get("ablate.rank", 100)),
@@ -145,7 +147,7 @@ def load_runs(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[
     Each experiment is looked up in every tracking URI and what is found is combined; a parent run
     narrows its experiment to that sweep. A name found in no store, a store holding none of the
     names, or nothing FINISHED raises a one-line AblateError. A trial run twice within one
-    experiment (same `ablate.trial_key`) keeps its newest FINISHED run.
+    experiment (the same params: every setting of the trial, knobs resolved) keeps its newest FINISHED run.
     """
     names = list(dict.fromkeys(experiments))
     uris = list(dict.fromkeys(resolve_uri(u) for u in (list(tracking_uris) or [None])))
@@ -177,8 +179,7 @@ def load_runs(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[
             for r in runs:
                 counts[r.info.status] = counts.get(r.info.status, 0) + 1
             done = sorted((r for r in runs if r.info.status == "FINISHED"), key=lambda r: r.info.start_time or 0)
-            newest = {r.info.run_id if every_run else r.data.tags.get("ablate.trial_key", r.info.run_id): r
-                      for r in done}
+            newest = {r.info.run_id if every_run else _same_trial(r): r for r in done}
             rows += [_row(r, uri, exp, with_steps, client) for r in newest.values()]
     missing = [n for n in names if n not in found]
     if missing:
@@ -208,6 +209,12 @@ def load_runs(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[
     df.attrs["knobs"] = knob_names
     df.attrs["lower_rung_runs"] = lower
     return df
+
+
+def _same_trial(run) -> str:
+    """What makes two logged runs one trial, read without method code: their params (every setting of the trial and
+    every knob with its default, as each run logs them), whichever version of trial keys tagged them."""
+    return repr(sorted(run.data.params.items()))
 
 
 def _source_labels(df: pd.DataFrame) -> pd.Series:

@@ -48,6 +48,9 @@ class Method:
     position_level: ClassVar[bool] = False
     # True: the method has weights of its own to load or train before sampling (`prepare`).
     learned: ClassVar[bool] = False
+    # What its learned product's training data mean (bumped when that changes): part of every trial key and store
+    # key of the method, so a change reruns its trials and retrains instead of serving the old product.
+    training_format: ClassVar[Optional[int]] = None
     # True: which steps are full is decided while sampling, so the number of full steps varies per batch; a
     # trial then counts FLOPs and the ideal speedup from the full steps actually taken.
     adaptive: ClassVar[bool] = False
@@ -195,8 +198,8 @@ def check_base_support(method: str, native_base: bool, base_spec: Optional[str] 
 
 
 def run_name(trial: dict) -> str:
-    """The one readable name of a trial: method, N, B, then every knob given away from its default, then
-    the seed: `shortcut-N16-B4-n_block=2-s1`. Run names, tables of benchmarks and logs all use it."""
+    """The one readable name of a trial: method, N, B, then every knob given away from its default, sampler settings
+    away from the sampler's defaults, then the seed: `shortcut-N16-B4-n_block=2-cfg_w=2-s1`. Run names, tables of benchmarks and logs all use it."""
     method = trial["method"]
     try:
         name = get(method).name  # module:Class -> the name it registered
@@ -215,6 +218,11 @@ def run_name(trial: dict) -> str:
             continue
         v = resolved[k]
         parts.append(f"{k}={str(v).lower() if isinstance(v, bool) else v}")
+    from ablate.sampling.sampler import SamplerConfig
+
+    for k in ("cfg_w", "r_temp", "sm_temp"):  # sampler settings away from the sampler's defaults
+        if trial.get(k) is not None and float(trial[k]) != float(getattr(SamplerConfig, k)):
+            parts.append(f"{k}={trial[k]:g}")
     if trial.get("seed", 0):
         parts.append(f"s{trial['seed']}")
     return "-".join(str(p) for p in parts)

@@ -19,6 +19,7 @@ import torch
 from pydantic import Field
 
 from ablate.methods.base import Knobs, Method
+from ablate.shortcut.train import TRAINING_FORMAT
 
 
 def sources(full: set[int], t: int, history: int) -> list[int]:
@@ -67,6 +68,7 @@ class L2P(Method):
     marker = "p"
     rank = 3.6  # among the forecasters, after FoCa
     learned = True
+    training_format = TRAINING_FORMAT  # its teacher trajectories and training pairs (shortcut/train.py)
 
     class Knobs(Knobs):
         history: int = Field(3, ge=1, le=8, description="past full steps each prediction combines")

@@ -20,6 +20,7 @@ from pydantic import Field
 from ablate.errors import AblateError
 from ablate.methods.base import Knobs, Method
 from ablate.methods.taylor import first_order
+from ablate.shortcut.train import TRAINING_FORMAT
 
 
 class ResidualShortcut(Method):
@@ -29,6 +30,7 @@ class ResidualShortcut(Method):
     marker = "*"
     rank = 6.5
     learned = True
+    training_format = TRAINING_FORMAT  # its teacher trajectories and training pairs (shortcut/train.py)
 
     class Knobs(Knobs):
         n_block: int = Field(1, ge=0, le=4, description="attention blocks of the correction network")
@@ -45,7 +47,7 @@ class ResidualShortcut(Method):
             raise AblateError(f"budget: {self.name} learns the skipped steps of its schedule; B = {self.budget} of "
                               f"N = {steps} skips none (use B < N)")
         from ablate.shortcut.model import ShortcutConfig
-        from ablate.shortcut.train import TrainConfig
+        from ablate.shortcut.train import TRAINING_FORMAT, TrainConfig
         from ablate.shortcut.trajectories import TrajectoryConfig
 
         k = self.knobs

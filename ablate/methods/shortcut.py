@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from ablate.errors import AblateError
 from ablate.methods.base import Knobs, Method
 from ablate.shortcut.model import ShortcutConfig
-from ablate.shortcut.train import TrainConfig
+from ablate.shortcut.train import TRAINING_FORMAT, TrainConfig
 from ablate.shortcut.trajectories import TrajectoryConfig
 
 
@@ -28,6 +28,7 @@ class ShortcutMethod(Method):
     marker = "o"
     rank = 6
     learned = True
+    training_format = TRAINING_FORMAT  # its teacher trajectories and training pairs (shortcut/train.py)
 
     class Knobs(Knobs):
         n_block: int = Field(1, ge=0, le=4, description="attention blocks (0: a pooled token summary, no attention)")

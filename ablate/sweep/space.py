@@ -61,14 +61,23 @@ def _as_list(v):
     return v if isinstance(v, list) else [v]
 
 
+class SamplerAxes(_Strict):
+    """Sampler settings a grid block varies (each a value or a list: a grid axis); unset ones are the space's."""
+
+    cfg_w: Optional[Union[float, list[float]]] = None
+    r_temp: Optional[Union[float, list[float]]] = None
+    sm_temp: Optional[Union[float, list[float]]] = None
+
+
 class GridBlock(_Strict):
-    """One method with a grid over its budget (or skip rate) and knobs; lists are grid axes."""
+    """One method with a grid over its budget (or skip rate), knobs and sampler settings; lists are grid axes."""
 
     method: str
     steps: Optional[Union[int, list[int]]] = None
     budget: Optional[Union[int, list[int]]] = None
     skip_rate: Optional[Union[float, list[float]]] = None
     knobs: dict[str, Any] = Field(default_factory=dict)
+    sampler: SamplerAxes = Field(default_factory=SamplerAxes)
 
     @field_validator("method")
     @classmethod
@@ -90,7 +99,18 @@ class GridBlock(_Strict):
         for k, v in self.knobs.items():
             if isinstance(v, list) and not v:
                 raise ValueError(f"knobs.{k}: empty list")
+        for k, v in self.sampler:
+            if isinstance(v, list) and not v:
+                raise ValueError(f"sampler.{k}: empty list")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """A block that varies no sampler setting dumps as before the axis existed (the space's hash stays)."""
+        d = handler(self)
+        if isinstance(d, dict) and not any(v is not None for v in (d.get("sampler") or {}).values()):
+            d.pop("sampler", None)
+        return d
 
 
 class Distribution(_Strict):
@@ -228,12 +248,14 @@ class SearchSpace(_Strict):
                 raise ValueError(f"optuna.budget: must be integers within 1..{self.steps} (the steps)")
         return self
 
-    def eval_config(self, method: str, steps: int, budget: Optional[int], knobs: dict, seed: int) -> EvalConfig:
+    def eval_config(self, method: str, steps: int, budget: Optional[int], knobs: dict, seed: int,
+                    sampler: Optional[dict] = None) -> EvalConfig:
+        """One trial: the space's settings, a block's sampler settings over them."""
         return EvalConfig(
             dataset=self.dataset, method=method, steps=steps, budget=budget, knobs=dict(knobs),
             n_samples=self.eval.n_samples, seed=seed, extractor=self.eval.extractor, reference=self.eval.reference,
             batch_size=self.eval.batch_size, base=self.base, device=self.trial_device(),
-            amp=self.eval.amp, **self.sampler.model_dump(),
+            amp=self.eval.amp, **(self.sampler.model_dump() | (sampler or {})),
         )
 
 
@@ -249,7 +271,10 @@ def _budget_of(block: GridBlock, steps: int, field: str) -> list[Optional[int]]:
 
 
 def grid_trials(space: SearchSpace) -> list[EvalConfig]:
-    """Every (block, steps, budget, knob combination, seed), checked by building its accelerator."""
+    """Every (block, steps, budget, knob and sampler combination, seed), checked by building its accelerator; one
+    trial per trial key (a vanilla reference may also appear in a block; a default given and one left out are one)."""
+    from ablate.evaluate import trial_key
+
     trials: list[EvalConfig] = []
     for seed in space.eval.seeds:
         for n in space.references:
@@ -258,21 +283,25 @@ def grid_trials(space: SearchSpace) -> list[EvalConfig]:
         field = f"grid[{i}]"
         names = list(block.knobs)
         axes = [_as_list(block.knobs[k]) for k in names]
+        s_names = [k for k, v in block.sampler if v is not None]
+        s_axes = [_as_list(getattr(block.sampler, k)) for k in s_names]
         for steps in _as_list(block.steps if block.steps is not None else space.steps):
             for budget in _budget_of(block, steps, field):
                 for combo in itertools.product(*axes):
-                    for seed in space.eval.seeds:
-                        trials.append(_checked(space, field, block.method, steps, budget, dict(zip(names, combo)), seed))
+                    for s_combo in itertools.product(*s_axes):
+                        for seed in space.eval.seeds:
+                            trials.append(_checked(space, field, block.method, steps, budget, dict(zip(names, combo)),
+                                                   seed, dict(zip(s_names, s_combo))))
     seen, unique = set(), []
-    for t in trials:  # a vanilla reference may also appear in a block
-        key = (t.method, t.steps, t.budget, tuple(sorted(t.knobs.items())), t.seed)
+    for t in trials:
+        key = trial_key(t)
         if key not in seen:
             seen.add(key)
             unique.append(t)
     return unique
 
 
-def _checked(space, field, method, steps, budget, knobs, seed) -> EvalConfig:
+def _checked(space, field, method, steps, budget, knobs, seed, sampler=None) -> EvalConfig:
     from ablate.models.select import is_native
 
     try:
@@ -280,7 +309,7 @@ def _checked(space, field, method, steps, budget, knobs, seed) -> EvalConfig:
         methods.check_base_support(method, is_native(space.base), space.base)
     except AblateError as e:
         raise AblateError(f"{field}.{e}") from None
-    return space.eval_config(method, steps, budget, knobs, seed)
+    return space.eval_config(method, steps, budget, knobs, seed, sampler)
 
 
 def load_space(path: Union[str, Path], device: Optional[str] = None) -> SearchSpace:

@@ -84,23 +84,95 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-# Trial fields added after sweeps were first run: left out of the key at their defaults, so a sweep
-# started before them still resumes.
-_KEY_DEFAULTS = {"base": None, "device": "cpu", "amp": "auto", "reuse_samples": False}
-
-
 def trial_key(trial: dict) -> str:
-    """Identity of a trial across invocations (what --resume matches on).
+    """Identity of a trial across invocations (what --resume matches on): ablate.evaluate.trial_key, the one place."""
+    from ablate.evaluate import trial_key as key
 
-    A learned shortcut's trials carry the training format too, so a sweep resumed after a change of what
-    training pairs mean reruns them instead of keeping numbers of a shortcut trained the old way.
-    """
-    key = {k: v for k, v in trial.items() if not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])}
+    return key(trial)
+
+
+# Version 1 keys (runs logged before KEY_VERSION 2) hashed the trial as given, leaving out fields added later at their
+# defaults; the shortcut's also carried the training format, the other learned methods' did not.
+_V1_DEFAULTS = {"base": None, "device": "cpu", "amp": "auto", "reuse_samples": False}
+LEGACY_FORMAT = 2  # the training format of every version-1 run still in a store (L2P and the residual shortcut came later)
+
+
+def legacy_trial_key(trial: dict, training_format: Optional[int] = LEGACY_FORMAT) -> str:
+    key = {k: v for k, v in trial.items() if not (k in _V1_DEFAULTS and v == _V1_DEFAULTS[k])}
     if trial.get("method") == "shortcut":
-        from ablate.shortcut.train import TRAINING_FORMAT
-
-        key["training_format"] = TRAINING_FORMAT
+        key["training_format"] = training_format
     return config_hash(key)[:16]
+
+
+def run_trial(run) -> Optional[dict]:
+    """The trial (EvalConfig fields, knobs resolved) a logged run describes, from its params; None if they do not
+    describe one (a run of another tool)."""
+    from dataclasses import fields
+
+    from ablate.evaluate import EvalConfig
+
+    params = run.data.params
+    if "method" not in params:
+        return None
+    names = {f.name for f in fields(EvalConfig)} - {"knobs"}
+    trial = {k: _param(params[k]) for k in names if k in params}
+    trial["knobs"] = {k[len("knobs."):]: _param(v) for k, v in params.items() if k.startswith("knobs.")}
+    return trial
+
+
+def _param(v: str):
+    """Params are strings: 'None' -> None, 'True' -> True, '3' -> 3, '0.5' -> 0.5."""
+    if v in ("None", ""):
+        return None
+    if v in ("True", "False"):
+        return v == "True"
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def run_key(run, client) -> Optional[str]:
+    """The key of a logged trial run under today's derivation. A version-1 run's key is derived again from its
+    params; a shortcut run counts only where its version-1 tag proves the training format it was trained at."""
+    from ablate.evaluate import KEY_VERSION
+
+    tags = run.data.tags
+    if tags.get("ablate.key_version") == str(KEY_VERSION):
+        return tags.get("ablate.trial_key")
+    try:
+        trial = run_trial(run)
+        if trial is None:
+            return None
+        from ablate import methods
+        from ablate.evaluate import EvalConfig, trial_identity
+
+        ident = trial_identity(EvalConfig(**trial))
+    except Exception:  # noqa: BLE001 - a run this code cannot describe (a removed method or knob) matches nothing
+        return None
+    cls = methods.get(trial["method"])
+    if cls.training_format is not None and cls.training_format != LEGACY_FORMAT:
+        return None  # trained at a format older than today's: rerun
+    if trial["method"] == "shortcut" and not _v1_tag_proves_format(trial, tags.get("ablate.trial_key"), LEGACY_FORMAT):
+        return None
+    return config_hash(ident)[:16]
+
+
+def _v1_tag_proves_format(trial: dict, tag: Optional[str], training_format: int, most_given: int = 4) -> bool:
+    """Whether a version-1 shortcut run's key tag is the hash of its trial at `training_format`. Its params hold every
+    knob (defaults added after the ones the space gave), so the knobs as given are searched among subsets of up
+    to `most_given` of them (a few thousand hashes at most)."""
+    from itertools import combinations
+
+    names = sorted(trial["knobs"])
+    for k in range(min(most_given, len(names)) + 1):
+        for given in combinations(names, k):
+            as_given = dict(trial, knobs={n: trial["knobs"][n] for n in given})
+            if legacy_trial_key(as_given, training_format) == tag:
+                return True
+    return False
 
 
 def run_name(trial: dict) -> str:
@@ -210,23 +282,31 @@ class Tracker:
             [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=10000
         )
 
-    def finished_children(self, parent_id: str) -> dict[str, object]:
-        """trial_key -> FINISHED child run; unfinished leftovers of a killed driver are marked KILLED."""
+    def finished_children(self, parent_id: Optional[str]) -> dict[str, object]:
+        """trial key -> FINISHED trial run of the sweep `parent_id` (None: of any sweep of this experiment, what a
+        study reuses); unfinished leftovers of a killed driver are marked KILLED. Keys are today's (`run_key`), so
+        runs logged before it are still found."""
         done = {}
-        for run in self.children(parent_id):
-            key = run.data.tags.get("ablate.trial_key")
+        runs = self.children(parent_id) if parent_id else self.client.search_runs(
+            [self.experiment_id], filter_string="tags.`ablate.role` = 'trial'", max_results=50000)
+        for run in sorted(runs, key=lambda r: r.info.start_time or 0):
             if run.info.status == FINISHED:
-                done[key] = run
-            elif run.info.status == RUNNING:
+                key = run_key(run, self.client)
+                if key is not None:
+                    done[key] = run
+            elif run.info.status == RUNNING and parent_id:
                 self.client.set_terminated(run.info.run_id, status=KILLED)
         return done
 
     def start_child(self, parent_id: str, trial: dict, space_hash: str) -> str:
         from ablate import methods
 
+        from ablate.evaluate import KEY_VERSION
+
         tags = {
             "mlflow.parentRunId": parent_id,
             "ablate.trial_key": trial_key(trial),
+            "ablate.key_version": str(KEY_VERSION),
             "ablate.config_hash": config_hash(trial),
             "ablate.space_hash": space_hash,
             "ablate.git_commit": git_commit(),
