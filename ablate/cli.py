@@ -153,6 +153,53 @@ def _sweep_report(res: dict) -> None:
         print(f"report failed ({type(e).__name__}: {first}); the sweep's runs are intact, retry with: {again}")
 
 
+def cmd_study(args) -> int:
+    """A study end to end (studies/NAME.yaml), its plan (--dry-run) or the check that its outputs regenerate."""
+    import shlex
+
+    from ablate.study.run import Runner, command
+    from ablate.study.schema import load_study, studies
+
+    from ablate.study.index import index_differs, write_index
+    from ablate.study.schema import STUDIES
+
+    if args.index:
+        for f in write_index(STUDIES.parent):
+            print(f"wrote {f}")
+        return 0
+    names = studies(checkable=True) if args.all else [args.name]
+    if not args.all and args.name is None:
+        raise AblateError("study: name a study (a file in studies/ or a YAML path), or give --all with --check")
+    if args.all and not args.check:
+        raise AblateError("--all: only with --check (running every study takes days)")
+    failed = 0
+    for name in names:
+        study = load_study(name)
+        runner = Runner(study)
+        if args.check:
+            problems = runner.check()
+            for p in problems:
+                print(f"{study.name}: {p}", file=sys.stderr)
+            verdict = f"FAILED, {len(problems)} difference(s)" if problems else "every output regenerates from its runs"
+            print(f"{study.name}: {verdict}")
+            failed += bool(problems)
+        elif args.dry_run:
+            runner.dry_run(args.only)
+        else:
+            runner.resolved_claims()
+            manifest = runner.run(args.only, resume=args.resume, timing=not args.no_timing,
+                                  cmd="python -m ablate " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["study"]
+                                  else command(study))
+            if (study.root / "results").is_dir():
+                write_index(study.root)
+            print(f"study {study.name}: wrote {len(manifest['files'])} files to {study.out_dir()}")
+    if args.all:
+        for p in index_differs(STUDIES.parent):
+            print(p, file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 def cmd_report(args) -> int:
     from analysis.report import report
 
@@ -339,6 +386,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trial device (default: the space's `device`, auto = cuda when resources.gpu > 0)")
     s.add_argument("--no-report", action="store_true", help="skip the figures and tables at the end of the sweep")
     s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("study", help="run a study (studies/NAME.yaml) end to end, plan it, or check its outputs")
+    s.add_argument("name", nargs="?", default=None, help="a study's name in studies/, or a YAML path")
+    s.add_argument("--check", action="store_true",
+                   help="regenerate every output from the study's tracked runs alone and fail where one differs")
+    s.add_argument("--all", action="store_true",
+                   help="with --check: every study that commits its store, and the results index")
+    s.add_argument("--index", action="store_true", help="rewrite results/README.md (and README's table) from the "
+                                                        "manifests")
+    s.add_argument("--dry-run", action="store_true",
+                   help="print what would run (trials the store lacks) and its cost from the store's past timings")
+    s.add_argument("--only", action="append", default=None, metavar="STAGE", help="run only this stage (repeatable)")
+    s.add_argument("--resume", action="store_true",
+                   help="also reopen unfinished halving/Optuna sweeps (grid stages never rerun a tracked trial)")
+    s.add_argument("--no-timing", action="store_true",
+                   help="do not time again: timing analyses (latency) keep their files; everything else is rewritten")
+    s.set_defaults(func=cmd_study)
 
     s = sub.add_parser("report", help="figures (Pareto, ablations, feature error, samples) and tables from MLflow runs")
     s.add_argument("--experiment", action="extend", nargs="+", default=[], metavar="NAME",

@@ -54,11 +54,13 @@ def command(experiments, tracking_uris, parents, out, budget) -> str:
 
 def report(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[str]] = (None,),
            parents: Iterable[str] = (), out: Optional[Path] = None, budget: Optional[int] = None,
-           hv_refs: Optional[dict] = None, echo: Callable[[str], None] = lambda s: None) -> Report:
+           hv_refs: Optional[dict] = None, echo: Callable[[str], None] = lambda s: None,
+           index_name: str = "README.md", command_text: Optional[str] = None, title: Optional[str] = None) -> Report:
     """Writes every figure (PNG + PDF) and table (Markdown + LaTeX) to `out`; returns what it wrote and the
     parent runs it belongs to (the parents given, else the newest sweep behind each experiment).
 
-    out defaults to results/<experiment>[+<experiment>...].
+    out defaults to results/<experiment>[+<experiment>...]. A study writes its index as `report.md` beside its own
+    README (`index_name`), with the study's command (`command_text`) and title.
     """
     experiments, parents = list(experiments), list(parents)
     tracking_uris = list(tracking_uris) or [None]
@@ -78,7 +80,8 @@ def report(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[str
         except AblateError as e:
             notes.append(f"{name} skipped: {e}")
 
-    csv = df.drop(columns=["feature_mse_steps", "feature_cos_steps", "method_rank", "color"])
+    # the store's address is this machine's, not the runs': left out, so the file regenerates anywhere
+    csv = df.drop(columns=["feature_mse_steps", "feature_cos_steps", "method_rank", "color", "tracking_uri"])
     csv.to_csv(rep.out / "runs.csv", index=False)
     rep.files.append(rep.out / "runs.csv")
 
@@ -117,9 +120,9 @@ def report(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[str
         (rep.out / f"{name}.tex").write_text(t.latex())
         rep.files += [rep.out / f"{name}.md", rep.out / f"{name}.tex"]
 
-    cmd = command(experiments, [u for u in tracking_uris if u], parents, out, budget)
-    (rep.out / "README.md").write_text(_index(rep, written, cmd))
-    rep.files.append(rep.out / "README.md")
+    cmd = command_text or command(experiments, [u for u in tracking_uris if u], parents, out, budget)
+    (rep.out / index_name).write_text(_index(rep, written, cmd, title))
+    rep.files.append(rep.out / index_name)
 
     if parents:
         uri_of = dict(zip(df["parent_run_id"], df["tracking_uri"]))  # the store each parent lives in
@@ -159,9 +162,9 @@ def _sheet_runs(df, b):
     return df[(df["seed"] == seed) & ((df["B"] == b) | (df["method"] == "vanilla"))]
 
 
-def _index(rep: Report, written: dict, cmd: str) -> str:
+def _index(rep: Report, written: dict, cmd: str, title: Optional[str] = None) -> str:
     """README of the folder: every figure inline and every table, with the command that remakes them."""
-    lines = [f"# Report: {rep.out.name}", "", f"Regenerate: `{cmd}`", ""]
+    lines = [f"# Report: {title or rep.out.name}", "", f"Regenerate: `{cmd}`", ""]
     lines += [f"**Caution:** {w}" for w in rep.warnings] + ([""] if rep.warnings else [])
     for f in rep.files:
         if f.suffix == ".png":

@@ -1,7 +1,7 @@
 """Training throughput of the shortcut: mixed-step padded batches (what training does) against one step per
 batch, timed interleaved on the same shard so machine load hits both alike.
 
-    python benchmarks/pair_throughput.py --rounds 20
+    python benchmarks/pair_throughput.py --rounds 20 --out results/pair_throughput/pair_throughput.md
 
 Uses the default training config's teacher trajectories (from the store; recorded first if missing).
 """
@@ -25,6 +25,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--steps-per-round", type=int, default=10)
+    ap.add_argument("--out", default=None, help="Markdown file to write (with a manifest.json in its folder)")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     base = pretrained.load("mnist").base
@@ -53,9 +54,20 @@ def main(argv=None) -> int:
                 step(mixed)
             times[mixed].append((time.perf_counter() - t) / args.steps_per_round)
     a, b = statistics.median(times[True]), statistics.median(times[False])
-    print(f"mixed-step padded: {1 / a:.1f} it/s; one step per batch: {1 / b:.1f} it/s; ratio {b / a:.2f} "
-          f"({args.rounds} interleaved rounds of {args.steps_per_round} steps, batch {cfg.batch_size}, rollout "
-          f"{cfg.rollout}, {torch.get_num_threads()} threads)")
+    text = (f"mixed-step padded: {1 / a:.1f} it/s; one step per batch: {1 / b:.1f} it/s; ratio {b / a:.2f} "
+            f"({args.rounds} interleaved rounds of {args.steps_per_round} steps, batch {cfg.batch_size}, rollout "
+            f"{cfg.rollout}, {torch.get_num_threads()} threads)")
+    print(text)
+    if args.out:
+        import sys
+        from pathlib import Path
+
+        from ablate.study.manifest import write_tool_manifest
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        cmd = "python benchmarks/pair_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        Path(args.out).write_text(f"{text}\n\n`{cmd}`\n")
+        write_tool_manifest(Path(args.out), cmd)
     return 0
 
 

@@ -164,7 +164,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--sweep-space", default="smoke", help="space whose sweep measures the overhead")
     p.add_argument("--no-sweep", action="store_true", help="skip the sweep-overhead measurement")
-    p.add_argument("--out", default=None, help="JSON file with every number")
+    p.add_argument("--out", default=None, help="JSON file with every number (the table beside it as .md, and a "
+                                                "manifest.json in its folder)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -195,6 +196,11 @@ def main(argv=None) -> int:
         Path(args.out).write_text(json.dumps({"command": cmd, "rows": rows, "sweep_overhead": overhead,
                                               "device": describe(device), "threads": torch.get_num_threads(),
                                               "text": text}, indent=2) + "\n")
+        Path(args.out).with_suffix(".md").write_text(text + "\n")
+        from ablate.study.manifest import write_tool_manifest
+
+        for f in (Path(args.out), Path(args.out).with_suffix(".md")):
+            write_tool_manifest(f, cmd, {"device": describe(device), "threads": torch.get_num_threads()})
     return 0
 
 

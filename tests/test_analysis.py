@@ -617,29 +617,31 @@ def test_ablation_groups_never_average_two_settings_as_seeds():
 
 
 def test_claim_verdicts_follow_the_paired_test():
-    import importlib.util
+    from analysis.claims import decide
 
-    spec = importlib.util.spec_from_file_location("claims", Path(__file__).resolve().parents[1] / "benchmarks" / "claims.py")
-    claims = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(claims)
     lower = {0: 30.0, 1: 31.0, 2: 29.5}
-    assert claims.verdict(lower, {0: 32.0, 1: 33.1, 2: 31.4}, "min")[0] == "HOLDS"  # lower FID on every seed
-    assert claims.verdict({0: 32.0, 1: 33.1, 2: 31.4}, lower, "min")[0] == "DOES NOT HOLD"
-    assert claims.verdict(lower, {0: 31.0, 1: 30.0, 2: 30.0}, "min")[0] == "NOT SIGNIFICANT"
-    assert claims.verdict({0: 1.0}, {0: 2.0}, "min")[0] == "UNTESTED (1 seed)"
-    assert claims.verdict(lower, {0: 32.0, 1: 33.1, 2: 31.4}, "min", claim_says_equal=True)[0] == "DOES NOT HOLD"
+    assert decide(lower, {0: 32.0, 1: 33.1, 2: 31.4}, "min")["verdict"] == "HOLDS"  # lower FID on every seed
+    assert decide({0: 32.0, 1: 33.1, 2: 31.4}, lower, "min")["verdict"] == "DOES NOT HOLD"
+    assert decide(lower, {0: 31.0, 1: 30.0, 2: 30.0}, "min")["verdict"] == "NOT SIGNIFICANT"
+    assert decide({0: 1.0}, {0: 2.0}, "min")["verdict"] == "UNTESTED (1 seed)"
+    assert decide(lower, {0: 32.0, 1: 33.1, 2: 31.4}, "min", equal=True)["verdict"] == "DOES NOT HOLD"
 
 
-def test_beyond_claims_compare_each_budget_and_refuse_an_unnamed_variant(tmp_path, monkeypatch, capsys):
-    """--claims beyond: one row per claim and budget; ML-Cache's two variants are told apart by their knob, and
-    a pick that holds two runs of a seed (the variant not named) stops with one line instead of mixing them."""
-    import importlib.util
+def _claim(name, better, other, **kw):
+    """A claim as the study hands it to analysis.claims: each side's knobs resolved (here: what the test names)."""
+    side = lambda m, k: {"method": m, "knobs": k, "given": k, "budget": None}  # noqa: E731
+    return {"name": name, "better": side(*better), "other": side(*other),
+            "measures": kw.pop("measures", ["fid", "token_agreement"]), **kw}
 
+
+def test_claims_compare_each_budget_and_refuse_an_unnamed_variant():
+    """One entry per claim, budget and measure; ML-Cache's two variants are told apart by their knob, Taylor's two
+    orders too, a variant that did not run is n/a, and a pick that holds two runs of a seed (the variant not
+    named) stops with one line instead of mixing them."""
     import pandas as pd
 
-    spec = importlib.util.spec_from_file_location("claims", Path(__file__).resolve().parents[1] / "benchmarks" / "claims.py")
-    claims = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(claims)
+    from analysis.claims import evaluate, markdown
+
     rows = []
     for b in (3, 6):
         for method, knobs, fids in [("ml_cache", {"masked_only": False}, (40.0, 41.0, 39.0)),
@@ -647,49 +649,36 @@ def test_beyond_claims_compare_each_budget_and_refuse_an_unnamed_variant(tmp_pat
                                     ("taylor", {"order": 1}, (35.0, 36.0, 34.0)),
                                     ("taylor", {"order": 2}, (30.0, 31.5, 29.0)),
                                     ("foca", {}, (33.0, 34.0, 32.5)),
-                                    ("adaptive", {}, (35.5, 36.4, 34.6)),
                                     ("residual_shortcut", {}, (32.0, 33.0, 31.0))]:
             rows += [{"method": method, "B": b, "N": 16, "seed": sd, "fid": f + b, "token_agreement": 0.5,
                       "n_samples": 1000, "masked_only": knobs.get("masked_only"), "order": knobs.get("order")}
                      for sd, f in enumerate(fids)]
     df = pd.DataFrame(rows)
-    monkeypatch.setattr(claims, "load_runs", lambda *a, **k: df)
-    out = tmp_path / "claims.md"
-    chosen = tmp_path / "tuning_chosen.json"
-    chosen.write_text('{"chosen": {"taylor": {"order": 2}, "ml_cache": {"masked_only": false}}}')
-    claims.main(["--claims", "beyond", "--budget", "3", "6", "--chosen", str(chosen), "--out", str(out)])
-    text = {line.split(" | ")[0]: line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| B = ")}
+    claims = [_claim("masked only", ("ml_cache", {"masked_only": True}), ("ml_cache", {"masked_only": False})),
+              _claim("foca vs tuned taylor", ("foca", {}), ("taylor", {"order": 2})),
+              _claim("residual vs its forecast", ("residual_shortcut", {}), ("taylor", {"order": 1})),
+              _claim("l2p", ("l2p", {}), ("taylor", {"order": 2}), budgets=[3, 6])]
+    entries = evaluate(df, claims, "s")
+    got = {(e["claim"], e["budget"], e["measure"]): e for e in entries}
     for b in (3, 6):
-        assert text[f"| B = {b}: ML-Cache on still-masked positions beats ML-Cache"][1] == "HOLDS"
-        assert text[f"| B = {b}: adaptive full steps beat the fixed schedule (Taylor order 1, its forecaster; "
-                    "equal mean B)"][1] == "DOES NOT HOLD"
-        assert text[f"| B = {b}: L2P beats Taylor"][1] == "n/a"  # not run
-        # FoCa against the tuned Taylor (order 2, lower FID on every seed), not the order-1 comparator
-        assert text[f"| B = {b}: FoCa beats Taylor"][1] == "DOES NOT HOLD"
-        # the residual shortcut: better than the order-1 forecast it corrects, worse than the tuned order 2
-        assert text[f"| B = {b}: the residual shortcut improves on the forecast it corrects (Taylor order 1)"][1] == "HOLDS"
-        assert text[f"| B = {b}: the residual shortcut beats Taylor at its tuned order"][1] == "DOES NOT HOLD"
-    with pytest.raises(SystemExit):  # a missing --chosen file: argparse's one-line error, before any reading
-        claims.main(["--claims", "beyond", "--chosen", str(tmp_path / "none.json")])
-    assert "--chosen: no file" in capsys.readouterr().err
-    part = tmp_path / "part.json"
-    part.write_text('{"chosen": {"taylor": {"order": 2}}, "not_chosen_yet": ["foca"]}')
-    with pytest.raises(SystemExit):  # tuning read part-way: refused, not run at the defaults
-        claims.main(["--claims", "beyond", "--chosen", str(part)])
-    assert "--chosen: " + str(part) + " has no choice yet for foca" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="^claims: ml_cache has several runs of one seed"):
-        claims.by_seed(claims.pick(df[df["B"] == 3], "ml_cache", {}), "fid")
+        assert got[("masked only", b, "fid")]["verdict"] == "HOLDS"
+        assert got[("foca vs tuned taylor", b, "fid")]["verdict"] == "DOES NOT HOLD"
+        assert got[("residual vs its forecast", b, "fid")]["verdict"] == "HOLDS"
+        assert got[("l2p", b, "fid")]["verdict"] == "n/a"  # not run
+        assert got[("masked only", b, "fid")]["family"] == "s" and got[("masked only", b, "fid")]["n_seeds"] == 3
+    text = {line.split(" | ")[0]: line.split(" | ") for line in markdown(entries, df) if line.startswith("| B = ")}
+    assert text["| B = 3: masked only"][1] == "HOLDS" and text["| B = 6: l2p"][1] == "n/a"
+    with pytest.raises(AblateError, match="^claims: ml_cache has several runs of one seed"):
+        evaluate(df, [_claim("unnamed", ("ml_cache", {}), ("foca", {}))], "s")
 
 
-def test_operating_point_keeps_the_two_shortcuts_apart(tmp_path):
-    """N = 32 claims: the shipped shortcut and the one trained on N = 32 are judged separately, never pooled."""
-    import importlib.util
-
+def test_an_equal_claim_against_vanilla_keeps_the_two_shortcuts_apart():
+    """N = 32 claims: the shipped shortcut and the one trained on N = 32 are judged separately, never pooled; a
+    claim on one measure leaves the other n/a."""
     import pandas as pd
 
-    spec = importlib.util.spec_from_file_location("claims", Path(__file__).resolve().parents[1] / "benchmarks" / "claims.py")
-    claims = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(claims)
+    from analysis.claims import evaluate, markdown
+
     rows = []
     for method, b, traj, fids, agr in [("vanilla", 32, 16, (30.0, 31.0, 29.5), 1.0),
                                        ("shortcut", 8, 16, (33.0, 34.1, 32.4), 0.7),
@@ -697,24 +686,25 @@ def test_operating_point_keeps_the_two_shortcuts_apart(tmp_path):
                                        ("step_reduction", 8, 16, (40.0, 41.0, 39.0), float("nan"))]:
         rows += [{"method": method, "B": b, "N": 32, "seed": s, "fid": f, "token_agreement": agr, "n_samples": 1000,
                   "traj_steps": traj} for s, f in enumerate(fids)]
-    out = tmp_path / "claims.md"
-    claims.operating_point(pd.DataFrame(rows), [8], str(out), ["--operating-point", "8"])
-    text = {line.split(" | ")[0]: line for line in out.read_text().splitlines() if line.startswith("| B = 8")}
-    assert "DOES NOT HOLD" in text["| B = 8, shortcut: no loss against vanilla with all 32 steps"]
-    assert "HOLDS (no significant loss)" in text["| B = 8, shortcut trained on N = 32: no loss against vanilla with all 32 steps"]
-    assert text["| B = 8, shortcut: beats vanilla at its FLOPs (8 steps, step reduction)"].split(" | ")[1] == "HOLDS"
+    df = pd.DataFrame(rows)
+    claims = [_claim("no loss", ("vanilla", {}), ("shortcut", {"traj_steps": 16}), equal=True, measures=["fid"]),
+              _claim("no loss, N = 32", ("vanilla", {}), ("shortcut", {"traj_steps": 32}), equal=True,
+                     measures=["fid"]),
+              _claim("beats step reduction", ("shortcut", {"traj_steps": 16}), ("step_reduction", {}))]
+    lines = markdown(evaluate(df, claims, "s"), df)
+    text = {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
+    assert "DOES NOT HOLD" in text["| no loss"]
+    assert "HOLDS (no significant loss)" in text["| no loss, N = 32"]
+    assert text["| beats step reduction"].split(" | ")[1] == "HOLDS"
+    assert text["| no loss"].rstrip(" |").split(" | ")[3:5] == ["n/a", "–"]  # not a claim on token agreement
 
 
 def test_tuning_read_back_chooses_by_mean_fid_and_charges_training_once():
-    """benchmarks/tuning.py: one row per setting a method tried, the lowest mean FID chosen, a model shared by
+    """analysis/tuning.py: one row per setting a method tried, the lowest mean FID chosen, a model shared by
     several runs charged once."""
-    import importlib.util
-
     import pandas as pd
 
-    spec = importlib.util.spec_from_file_location("tuning", Path(__file__).resolve().parents[1] / "benchmarks" / "tuning.py")
-    tuning = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tuning)
+    from analysis import tuning
     rows = []
     for order, fids in [(0, (30.0, 31.0, 32.0)), (1, (28.0, 29.0, 33.0)), (2, (27.0, 36.0, 30.0))]:
         rows += [{"method": "taylor", "order": order, "kl_weight": float("nan"), "seed": 100 + i, "fid": f,
@@ -751,17 +741,13 @@ def test_tuning_read_back_chooses_by_mean_fid_and_charges_training_once():
     assert all(math.isnan(row[-1]) for m, k, *row in table if m == "shortcut")
 
 
-def test_tuning_writes_its_table_and_the_chosen_knobs(tmp_path, monkeypatch):
-    """benchmarks/tuning.py's files: a table whose rows have the header's columns, p and (n.s.) where the test
-    does not separate a setting from the chosen one, and tuning_chosen.json with typed knobs, seeds and budget."""
-    import importlib.util
-    import json
-
+def test_tuning_writes_its_table_and_the_chosen_knobs():
+    """The tuning analysis: a table whose rows have the header's columns, p and (n.s.) where the test does not
+    separate a setting from the chosen one, and a record with typed knobs, seeds, budget and what waits."""
     import pandas as pd
 
-    spec = importlib.util.spec_from_file_location("tuning", Path(__file__).resolve().parents[1] / "benchmarks" / "tuning.py")
-    tuning = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tuning)
+    from analysis.tuning import tuning
+
     rows = [{"method": "vanilla", "order": float("nan"), "seed": 100 + i, "B": 16, "N": 16, "n_samples": 1000,
              "fid": 30.0, "token_agreement": 1.0, "eval_seconds": 50.0, "train_seconds": 0.0} for i in range(3)]
     for order, fids in [(0, (40.0, 41.0, 42.5)), (1, (36.0, 37.0, 37.5)), (2, (35.0, 36.5, 38.0))]:
@@ -770,23 +756,17 @@ def test_tuning_writes_its_table_and_the_chosen_knobs(tmp_path, monkeypatch):
                  for i, f in enumerate(fids)]
     df = pd.DataFrame(rows)
     df.attrs["knobs"] = ["order"]
-    monkeypatch.setattr(tuning, "load_runs", lambda *a, **k: df)
-    out = tmp_path / "tuning_B4.md"
-    tuning.main(["--experiment", "x", "--out", str(out)])
-    lines = out.read_text().splitlines()
+    lines, saved = tuning(df, "x", ["taylor"])
     head = next(i for i, line in enumerate(lines) if line.startswith("| method | setting"))
     table = lines[head:head + 5]
     assert {line.count("|") for line in table} == {8}  # 7 columns on every row
     rows_by_order = {line.split(" | ")[1]: line for line in table[2:]}
     assert rows_by_order["order=2"].endswith("| 3 | yes |  |")  # mean 36.5, the lowest
     assert "(n.s.)" in rows_by_order["order=1"] and "(n.s.)" not in rows_by_order["order=0"]  # 0: worse on every seed
-    saved = json.loads((tmp_path / "tuning_chosen.json").read_text())
     assert saved["chosen"] == {"taylor": {"order": 2}} and saved["seeds"] == [100, 101, 102]
     assert saved["not_chosen_yet"] == []
     assert saved["budget"]["taylor"] == {"settings": 3, "runs": 9, "cpu_seconds": 90.0}
-    # read as tuning_B4 (Taylor done, the sweep not yet at the others): every method of its space still waits
-    tuning.main(["--experiment", "tuning_B4", "--out", str(out)])
-    saved = json.loads((tmp_path / "tuning_chosen.json").read_text())
-    assert saved["chosen"] == {"taylor": {"order": 2}}
-    assert saved["not_chosen_yet"] == ["foca", "l2p", "ml_cache", "recap", "residual_shortcut", "shortcut"]
-    assert "the sweep has not reached the method" in out.read_text()
+    # the tuning space runs more methods than have run yet: every one of them still waits
+    lines, saved = tuning(df, "x", ["taylor", "foca", "shortcut"])
+    assert saved["chosen"] == {"taylor": {"order": 2}} and saved["not_chosen_yet"] == ["foca", "shortcut"]
+    assert any("the sweep has not reached the method" in line for line in lines)

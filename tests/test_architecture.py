@@ -77,5 +77,5 @@ def test_the_sampler_imports_no_method_not_even_for_types():
     `if TYPE_CHECKING: from ablate.methods.base import Method` in sampler.py made it fail)."""
     import grimp
 
-    graph = grimp.build_graph("ablate", exclude_type_checking_imports=False)
+    graph = grimp.build_graph("ablate", exclude_type_checking_imports=False, cache_dir=None)  # no stale cache
     assert not graph.chain_exists(importer="ablate.sampling", imported="ablate.methods", as_packages=True)

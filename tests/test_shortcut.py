@@ -188,12 +188,16 @@ def test_training_format_is_part_of_the_store_key(tiny_model, tmp_path, monkeypa
 
 
 def test_resume_key_of_a_shortcut_trial_follows_the_training_format(monkeypatch):
+    """The method's training format is the shortcut module's TRAINING_FORMAT, and a change of it reruns its trials
+    (tests/test_trial_keys.py checks the same for every learned method)."""
+    from ablate.methods.shortcut import ShortcutMethod
     from ablate.shortcut import train as training
     from ablate.tracking.mlflow_log import trial_key
 
+    assert ShortcutMethod.training_format == training.TRAINING_FORMAT
     sc, fc = {"method": "shortcut", "steps": 16, "budget": 4, "knobs": {}}, {"method": "feature_cache", "steps": 16}
     before = trial_key(sc), trial_key(fc)
-    monkeypatch.setattr(training, "TRAINING_FORMAT", training.TRAINING_FORMAT + 1)
+    monkeypatch.setattr(ShortcutMethod, "training_format", training.TRAINING_FORMAT + 1)
     assert trial_key(sc) != before[0] and trial_key(fc) == before[1]
 
 

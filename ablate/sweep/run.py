@@ -123,10 +123,13 @@ def _tune(space: SearchSpace, param_space: dict, logger, max_concurrent: Optiona
 
 def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri: Optional[str] = None,
               ray_address: Optional[str] = None, max_concurrent: Optional[int] = None, resume: bool = False,
-              dry_run: bool = False) -> dict:
+              dry_run: bool = False, tuned: Optional[dict] = None, reuse_tracked: bool = False) -> dict:
+    """Run a space's trials. `resume`: reopen the newest sweep of this space and run only what it has not finished.
+    `reuse_tracked` (what a study does): a grid trial FINISHED in any sweep of the experiment is not run again, and
+    when every trial is, nothing is written at all. `tuned`: {method: knobs} a tuning stage chose (grid_trials)."""
     seed0 = space.eval.seeds[0]
     reference = _reference_trial(space, seed0)
-    trials = [asdict(t) for t in grid_trials(space)] if space.search in ("grid", "halving") else []
+    trials = [asdict(t) for t in grid_trials(space, tuned)] if space.search in ("grid", "halving") else []
     keys = {trial_key(t) for t in trials}
     for ref in reversed([_reference_trial(space, s) for s in space.eval.seeds]):
         if trial_key(ref) not in keys:
@@ -147,9 +150,21 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
 
     pretrained.require(space.dataset)  # before any MLflow run: every trial would fail without the models
     space_dict = space.model_dump(mode="json", by_alias=True)
+    if tuned:
+        space_dict["tuned"] = tuned
     space_hash = config_hash(space_dict)
     tracker = Tracker(tracking_uri, experiment or space.name)
-    parent = tracker.resumable_parent(space_hash) if resume else None
+    scope = None if reuse_tracked and space.search == "grid" else "parent"  # where finished trials are looked up
+    if scope is None:
+        done = tracker.finished_children(None)
+        left = [t for t in trials if trial_key(t) not in done]
+        if not left:
+            print(f"sweep {space.name}: all {len(trials)} trials already tracked in {tracker.uri} "
+                  f"(experiment {tracker.experiment!r}); nothing to run")
+            return {"parent_run_id": None, "experiment_id": tracker.experiment_id, "experiment": tracker.experiment,
+                    "tracking_uri": tracker.uri, "trials_finished": 0, "trials_failed": 0, "trials_tracked": len(trials),
+                    "sweep_seconds": 0.0, "trial_seconds": 0.0}
+    parent = tracker.resumable_parent(space_hash) if resume or reuse_tracked else None
     if parent is None:
         parent = tracker.start_parent(space.name, space_hash, space_dict)
         import shlex
@@ -160,7 +175,11 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
                                 else f"python -m ablate sweep {space.name}", len(trials))
     else:
         tracker.client.update_run(parent, status="RUNNING")
-    done = tracker.finished_children(parent)
+
+    def finished():
+        return tracker.finished_children(parent if scope == "parent" else None)
+
+    done = finished()
     stats = {"trial_seconds": 0.0, "finished": 0, "failed": 0, "results": []}
     t0 = time.perf_counter()
     try:
@@ -172,7 +191,7 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
         refs = [t for t in refs if trial_key(t) not in done]
         if refs:
             _tune(space, {"trial": _grid(refs)}, logger, max_concurrent, f"{space.name}-reference")
-            done = tracker.finished_children(parent)
+            done = finished()
         if ref_key not in done:
             raise AblateError("sweep: the vanilla reference trial failed; see its FAILED run in MLflow")
         ref_measures = dict(done[ref_key].data.metrics)

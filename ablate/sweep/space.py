@@ -270,9 +270,11 @@ def _budget_of(block: GridBlock, steps: int, field: str) -> list[Optional[int]]:
     return [None] if block.budget is None else _as_list(block.budget)
 
 
-def grid_trials(space: SearchSpace) -> list[EvalConfig]:
+def grid_trials(space: SearchSpace, tuned: Optional[dict] = None) -> list[EvalConfig]:
     """Every (block, steps, budget, knob and sampler combination, seed), checked by building its accelerator; one
-    trial per trial key (a vanilla reference may also appear in a block; a default given and one left out are one)."""
+    trial per trial key (a vanilla reference may also appear in a block; a default given and one left out are one).
+
+    tuned: {method: knobs} a tuning stage chose; a block's own knobs override them knob by knob."""
     from ablate.evaluate import trial_key
 
     trials: list[EvalConfig] = []
@@ -290,8 +292,9 @@ def grid_trials(space: SearchSpace) -> list[EvalConfig]:
                 for combo in itertools.product(*axes):
                     for s_combo in itertools.product(*s_axes):
                         for seed in space.eval.seeds:
-                            trials.append(_checked(space, field, block.method, steps, budget, dict(zip(names, combo)),
-                                                   seed, dict(zip(s_names, s_combo))))
+                            knobs = {**(tuned or {}).get(block.method, {}), **dict(zip(names, combo))}
+                            trials.append(_checked(space, field, block.method, steps, budget, knobs, seed,
+                                                   dict(zip(s_names, s_combo))))
     seen, unique = set(), []
     for t in trials:
         key = trial_key(t)
@@ -333,6 +336,12 @@ def load_space(path: Union[str, Path], device: Optional[str] = None) -> SearchSp
     if not isinstance(raw, dict):
         raise AblateError(f"space: {path} must hold a mapping at the top level")
     raw.setdefault("name", path.stem)
+    return space_from_dict(raw, device)
+
+
+def space_from_dict(raw: dict, device: Optional[str] = None) -> SearchSpace:
+    """Validate a space given as a mapping (a YAML file's, or one written inline in a study)."""
+    raw = dict(raw)
     if device is not None:
         raw["device"] = device
     try:
