@@ -126,7 +126,16 @@ def cmd_sweep(args) -> int:
                     dry_run=args.dry_run)
     if not args.dry_run and not args.no_report:
         _sweep_report(res)
-    return 0
+    return _failed_exit(res.get("trials_failed", 0), args.allow_failed)
+
+
+def _failed_exit(failed: int, allowed: bool) -> int:
+    """Exit 1 when trials failed (a script or CI must be able to tell), 0 with --allow-failed; the last line says it."""
+    if not failed:
+        return 0
+    print(f"{failed} trial(s) FAILED (their runs hold the error: tag ablate.error, artifact error.txt); exit "
+          f"{0 if allowed else 1}" + ("" if allowed else " (--allow-failed exits 0)"), file=sys.stderr)
+    return 0 if allowed else 1
 
 
 def _sweep_report(res: dict) -> None:
@@ -193,6 +202,7 @@ def cmd_study(args) -> int:
             if (study.root / "results").is_dir():
                 write_index(study.root)
             print(f"study {study.name}: wrote {len(manifest['files'])} files to {study.out_dir()}")
+            failed += _failed_exit(manifest.get("trials_failed", 0), args.allow_failed)
     if args.all:
         for p in index_differs(STUDIES.parent):
             print(p, file=sys.stderr)
@@ -385,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None,
                    help="trial device (default: the space's `device`, auto = cuda when resources.gpu > 0)")
     s.add_argument("--no-report", action="store_true", help="skip the figures and tables at the end of the sweep")
+    s.add_argument("--allow-failed", action="store_true",
+                   help="exit 0 even when trials failed (default: exit 1 after running everything it could)")
     s.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("study", help="run a study (studies/NAME.yaml) end to end, plan it, or check its outputs")
@@ -400,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", action="append", default=None, metavar="STAGE", help="run only this stage (repeatable)")
     s.add_argument("--resume", action="store_true",
                    help="also reopen unfinished halving/Optuna sweeps (grid stages never rerun a tracked trial)")
+    s.add_argument("--allow-failed", action="store_true", help="exit 0 even when trials failed")
     s.add_argument("--no-timing", action="store_true",
                    help="do not time again: timing analyses (latency) keep their files; everything else is rewritten")
     s.set_defaults(func=cmd_study)

@@ -33,8 +33,10 @@ META = ("source", "tracking_uri", "experiment", "experiment_id", "parent_run_id"
 
 @functools.lru_cache(maxsize=None)
 def _client(uri: str):
-    from ablate.tracking.mlflow_log import open_client
+    from ablate.tracking.mlflow_log import check_tracking, open_client
 
+    if uri.startswith(("http://", "https://")):
+        check_tracking(uri)  # one line now, not minutes of the client's retries
     return open_client(uri)
 
 
@@ -270,7 +272,9 @@ def newest_parents(df: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def download_samples(df: pd.DataFrame, dst: Path) -> dict[str, Path]:
-    """run_id -> local copy of its samples.png (runs without one are left out)."""
+    """run_id -> local copy of its samples.png (runs without one are left out). A SQLite store keeps its artifacts
+    beside it (`artifacts/<experiment>/<run>/artifacts/`); where the absolute location it recorded is gone (a
+    committed store, cloned elsewhere), they are read from beside the database."""
     out = {}
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run is noise
     for _, r in df.iterrows():
@@ -279,6 +283,13 @@ def download_samples(df: pd.DataFrame, dst: Path) -> dict[str, Path]:
         try:
             client = _client(r["tracking_uri"])
             out[r["run_id"]] = Path(client.download_artifacts(r["run_id"], "samples.png", str(folder)))
-        except Exception:
             continue
+        except Exception:
+            pass
+        uri = str(r["tracking_uri"])
+        if uri.startswith("sqlite:///"):
+            beside = (Path(uri[len("sqlite:///"):]).parent / "artifacts" / str(r["experiment"]) / r["run_id"]
+                      / "artifacts" / "samples.png")
+            if beside.is_file():
+                out[r["run_id"]] = beside
     return out

@@ -770,3 +770,22 @@ def test_tuning_writes_its_table_and_the_chosen_knobs():
     lines, saved = tuning(df, "x", ["taylor", "foca", "shortcut"])
     assert saved["chosen"] == {"taylor": {"order": 2}} and saved["not_chosen_yet"] == ["foca", "shortcut"]
     assert any("the sweep has not reached the method" in line for line in lines)
+
+
+def test_sample_grids_are_read_from_beside_a_moved_sqlite_store(tmp_path):
+    """A committed store cloned elsewhere: the absolute artifact location it recorded is gone, so the report's sample
+    sheet reads each run's samples.png from beside the database (artifacts/<experiment>/<run>/artifacts/)."""
+    import pandas as pd
+
+    from analysis.runs import download_samples
+    from ablate.tracking.mlflow_log import open_client
+
+    db = tmp_path / "moved" / "store.db"
+    open_client(f"sqlite:///{db}")
+    png = db.parent / "artifacts" / "exp" / "abc123" / "artifacts" / "samples.png"
+    png.parent.mkdir(parents=True)
+    png.write_bytes(b"\x89PNG")
+    df = pd.DataFrame([{"run_id": "abc123", "experiment": "exp", "tracking_uri": f"sqlite:///{db}"},
+                       {"run_id": "gone", "experiment": "exp", "tracking_uri": f"sqlite:///{db}"}])
+    got = download_samples(df, tmp_path / "dst")
+    assert set(got) == {"abc123"} and got["abc123"].read_bytes() == b"\x89PNG"

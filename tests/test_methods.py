@@ -109,6 +109,8 @@ def test_untrained_shortcut_equals_feature_cache(tiny_model):
         ("shortcut", {"n_block": 5}, "n_block"),
         ("feature_cache", {"order": 1}, "knob"),
         ("foca", {"history": 4}, "history"),
+        ("foca", {"history": 2}, "history"),  # Taylor order 1 exactly: refused, so it never counts twice
+        ("foca", {"history": 1}, "history"),  # feature caching exactly
         ("l2p", {"granularity": "pixel"}, "granularity"),
         ("l2p", {"ridge": -1}, "ridge"),
         ("ml_cache", {"masked_only": "sometimes"}, "masked_only"),
@@ -121,6 +123,13 @@ def test_untrained_shortcut_equals_feature_cache(tiny_model):
 def test_bad_knobs(method, knobs, field):
     with pytest.raises(AblateError, match=f"^{field}:"):
         methods.build(method, steps=8, budget=3, **knobs)
+
+
+def test_a_knob_that_makes_foca_another_method_names_that_method():
+    with pytest.raises(AblateError, match="^history: 2 computes exactly Taylor order 1.*use method taylor with order 1"):
+        methods.knobs("foca", {"history": 2})
+    with pytest.raises(AblateError, match="^history: 1 computes exactly feature caching"):
+        methods.knobs("foca", {"history": 1})
 
 
 def test_a_schedule_without_skipped_steps_is_refused_where_a_method_learns_them():

@@ -52,3 +52,22 @@ def test_samples_match_their_class_quick(shipped):
 @pytest.mark.slow
 def test_samples_match_their_class_1000(shipped):
     assert _sample_accuracy(shipped, 1000) >= 0.90
+
+
+@pytest.mark.parametrize("kl_weight,digest", [(3.0, "90a18b0a408ce0e2"), (0.0, "a6223cd7cce91e3d")])
+def test_the_shipped_shortcuts_draw_the_recorded_samples(kl_weight, digest):
+    """Both shipped shortcuts (the default, and MSE only: the main job's ablation point) load from the package, never
+    trained here, and draw the first 20 samples at B = 4 of N = 16, seed 0, recorded when the committed default
+    table was made: a weight file that drifted from the table fails here (checked against a broken version once:
+    the MSE-only entry swapped for the default's)."""
+    import hashlib
+    import time
+
+    from ablate.evaluate import EvalConfig, setup
+
+    t = time.perf_counter()
+    st = setup(EvalConfig(method="shortcut", steps=16, budget=4, knobs={"kl_weight": kl_weight}, n_samples=20,
+                          batch_size=20), log=lambda *_: None)
+    assert time.perf_counter() - t < 60  # loaded from ablate/weights/mnist/store, not trained (minutes)
+    tokens = st.sampler.generate(st.labels, seed=0, batch_size=20, method=st.method).tokens
+    assert hashlib.sha256(tokens.cpu().numpy().tobytes()).hexdigest()[:16] == digest

@@ -93,12 +93,39 @@ def test_failed_trial_is_recorded_and_sweep_goes_on(tmp_path):
             "  - method: shortcut\n    budget: 2\n    knobs: {checkpoint: /no/such/shortcut}\n")
     space = write_space(tmp_path, SMALL.format(name="failing", grid=grid))
     out = run_cli(["sweep", str(space)], tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+    # everything it could run ran; then exit 1 with a last line saying how many failed and where their errors are
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1].startswith("1 trial(s) FAILED (their runs hold the error: tag "
+                                                          "ablate.error"), out.stderr[-2000:]
     _, runs = runs_of(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}", "failing")
     by_name = {r.info.run_name: r for r in runs if r.data.tags.get("ablate.role") == "trial"}
     assert by_name["feature_cache-N6-B2"].info.status == "FINISHED"
     failed = by_name["shortcut-N6-B2"]
     assert failed.info.status == "FAILED" and "checkpoint" in failed.data.tags["ablate.error"]
+
+
+def test_failed_trials_exit_1_unless_allowed(capsys):
+    from ablate.cli import _failed_exit
+
+    assert _failed_exit(0, False) == 0
+    assert _failed_exit(2, False) == 1 and "2 trial(s) FAILED" in capsys.readouterr().err
+    assert _failed_exit(2, True) == 0 and "exit 0" in capsys.readouterr().err
+
+
+def test_an_unreachable_tracking_server_or_ray_head_stops_at_once(tmp_path):
+    """A server that is not there (or a typo in its address) is one line within seconds, not minutes of retries
+    that look like a frozen sweep; nothing is sampled or logged first."""
+    port = free_port()  # nothing listens there
+    t = time.perf_counter()
+    out = run_cli(["sweep", "smoke", "--tracking-uri", f"http://127.0.0.1:{port}"], tmp_path, timeout=60)
+    assert out.returncode == 2 and time.perf_counter() - t < 45
+    assert out.stderr.strip() == (f"error: tracking uri http://127.0.0.1:{port}: no MLflow server answers there "
+                                  "within 5 s ([Errno 111] Connection refused); start it, or fix --tracking-uri")
+    out = run_cli(["sweep", "smoke", "--ray-address", f"127.0.0.1:{port}"], tmp_path, timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith(f"error: --ray-address 127.0.0.1:{port}: no Ray cluster")
+    assert "\n" not in out.stderr.strip() and not (tmp_path / "runs").exists()
+    out = run_cli(["report", "--experiment", "x", "--tracking-uri", f"http://127.0.0.1:{port}"], tmp_path, timeout=60)
+    assert out.returncode == 2 and "no MLflow server answers there" in out.stderr
 
 
 @pytest.mark.parametrize(
@@ -152,22 +179,63 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_ray_head(port: int, env: dict) -> subprocess.Popen:
+    """A Ray head of this test's own: `ray start --block` in a session of its own, on its own port and temp folder,
+    so stopping it (stop_group) touches nothing else on the machine; `ray stop` would stop every Ray here."""
+    import tempfile
+
+    temp = tempfile.mkdtemp(prefix="/tmp/rt")  # short: Ray's socket paths have a length limit
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+                             "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+                             "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(180):
+        if answers(port):
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited with {proc.returncode}")
+        time.sleep(1)
+    stop_group(proc)
+    raise RuntimeError("the Ray head did not come up in 180 s")
+
+
+def answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a process this test started and everything in its session, and nothing else."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.mark.slow
 def test_cluster_path(tmp_path):
-    """A Ray head from `ray start` and an `mlflow server`, both on 127.0.0.1; the sweep joins both."""
+    """A Ray head and an `mlflow server`, both on 127.0.0.1 and both this test's own; the sweep joins both. A Ray
+    started outside the test (the bystander: a user's own sweep) is still running after it."""
     env = sweep_env(tmp_path)
     bin_dir = Path(sys.executable).parent
-    ray_port, mlflow_port = free_port(), free_port()
-    subprocess.run([str(bin_dir / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(ray_port),
-                    "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True, timeout=180)
-    server = subprocess.Popen(
-        [str(bin_dir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--default-artifact-root", (tmp_path / "server-artifacts").as_uri()],
-        env=dict(env, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True)
+    bystander_port, ray_port, mlflow_port = free_port(), free_port(), free_port()
+    bystander = start_ray_head(bystander_port, env)
+    head = server = None
     try:
+        head = start_ray_head(ray_port, env)
+        server = subprocess.Popen(
+            [str(bin_dir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+             "--default-artifact-root", (tmp_path / "server-artifacts").as_uri()],
+            env=dict(env, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
         url = f"http://127.0.0.1:{mlflow_port}"
         for _ in range(120):
             try:
@@ -187,8 +255,14 @@ def test_cluster_path(tmp_path):
         statuses = sorted(r["info"]["status"] for r in runs)
         assert statuses == ["FINISHED"] * 4  # the parent and three trials
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        subprocess.run([str(bin_dir / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        for proc in (server, head):
+            if proc is not None:
+                stop_group(proc)
+    try:
+        assert not answers(ray_port)  # its own head is gone
+        assert bystander.poll() is None and answers(bystander_port)  # the one it did not start still runs
+    finally:
+        stop_group(bystander)
 
 
 OPTUNA = """

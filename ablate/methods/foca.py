@@ -15,7 +15,7 @@ three full steps would make this corrector a no-op: it returns that quadratic ex
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ablate.methods.base import Knobs, Method
 
@@ -40,7 +40,19 @@ class FoCa(Method):
 
     class Knobs(Knobs):
         calibrate: bool = Field(True, description="apply the Heun-type corrector after the BDF2 forecast")
-        history: int = Field(3, ge=1, le=3, description="full steps behind the slope (3: BDF2, 2: secant, 1: cache)")
+        history: int = Field(3, ge=1, le=3, description="full steps behind the slope: 3, BDF2 (2 and 1 are refused: "
+                                                       "they compute exactly Taylor order 1 and feature caching)")
+
+        @field_validator("history")
+        @classmethod
+        def _not_another_method(cls, v):
+            """A setting that is another method exactly would count twice in a tuning budget and a ranking."""
+            if v == 2:
+                raise ValueError("2 computes exactly Taylor order 1 (the secant; the corrector through three colinear "
+                                 "points changes nothing): use method taylor with order 1")
+            if v == 1:
+                raise ValueError("1 computes exactly feature caching: use method feature_cache")
+            return v
 
     def begin(self, model, batch_size):
         self.ts, self.fs = [], []

@@ -38,16 +38,28 @@ class Runner:
         self._chosen: dict[str, Optional[dict]] = {}
 
     # -- what each stage runs --------------------------------------------------------------------------------
-    def runs(self, stage: StageView, every_run: bool = False):
-        """The stage's FINISHED runs (analysis.runs), or None when it has none yet."""
+    def runs(self, stage: StageView):
+        """The FINISHED runs of the stage's own trials (analysis.runs), or None when it has none yet. A grid stage
+        reads exactly its trials' runs: runs of other settings in the same experiment (an earlier version of its
+        space) are not its answer."""
         from analysis.runs import load_runs
+        from ablate.tracking.mlflow_log import trial_key
 
         try:
-            return load_runs([stage.experiment], [stage.uri], with_steps=False, every_run=every_run)
+            df = load_runs([stage.experiment], [stage.uri], with_steps=False)
         except AblateError as e:
             if "no experiment named" in str(e) or "no FINISHED" in str(e) or "no MLflow database" in str(e):
                 return None
             raise
+        if stage.space.search == "grid":
+            done = self._tracked(stage)
+            ids = {done[trial_key(t)].info.run_id for t in self.trials(stage) if trial_key(t) in done}
+            attrs = dict(df.attrs)
+            df = df[df["run_id"].isin(ids)].reset_index(drop=True)
+            df.attrs.update(attrs)
+            if df.empty:
+                return None
+        return df
 
     def chosen(self, stage_name: str) -> Optional[dict]:
         """{method: knobs} a tuning stage chose, from its runs; None while it has not chosen for every method."""
@@ -136,7 +148,7 @@ class Runner:
         total = 0.0
         for stage in self._selected(only):
             trials = self.trials(stage)
-            done = self._tracked_keys(stage) if self.runs(stage) is not None else set()
+            done = self._tracked_keys(stage)
             todo = [t for t in trials if trial_key(t) not in done]
             pending = stage.stage.tuned_by and self.tuned(stage) is None
             est = self.estimate(todo)
@@ -155,10 +167,16 @@ class Runner:
             self.echo(f"claims: {len(self.study.claims)} -> {self.study.out_dir() / 'claims.json'}")
         self.echo(f"writes {self.study.out_dir()}/ (README.md, manifest.json); about {total / 3600:.2f} h to run")
 
-    def _tracked_keys(self, stage: StageView) -> set:
-        from ablate.tracking.mlflow_log import Tracker
+    def _tracked(self, stage: StageView) -> dict:
+        """trial key -> FINISHED run in the stage's experiment (read only)."""
+        from ablate.tracking.mlflow_log import finished_by_key, open_client
 
-        return set(Tracker(stage.uri, stage.experiment).finished_children(None))
+        client = open_client(stage.uri or _default_uri())
+        exp = client.get_experiment_by_name(stage.experiment)
+        return finished_by_key(client, exp.experiment_id) if exp is not None else {}
+
+    def _tracked_keys(self, stage: StageView) -> set:
+        return set(self._tracked(stage))
 
     def _selected(self, only: Optional[list[str]]) -> list[StageView]:
         if not only:
@@ -178,20 +196,21 @@ class Runner:
         from ablate.sweep.run import run_sweep
 
         self.resolved_claims()  # a bad claim stops before anything runs
-        seconds = {}
+        seconds, failed = {}, 0
         for stage in self._selected(only):
             if stage.stage.tuned_by and self.tuned(stage) is None:
                 raise AblateError(f"stage {stage.stage_name}: stage {stage.stage.tuned_by} has not chosen knobs for "
                                   "every method yet; run it first")
             t0 = time.perf_counter()
-            run_sweep(stage.space, experiment=stage.experiment, tracking_uri=stage.uri, resume=resume,
-                      tuned=self.tuned(stage), reuse_tracked=True)
+            res = run_sweep(stage.space, experiment=stage.experiment, tracking_uri=stage.uri, resume=resume,
+                            tuned=self.tuned(stage), reuse_tracked=True)
+            failed += res.get("trials_failed", 0)
             seconds[stage.stage_name] = time.perf_counter() - t0
             self._chosen.clear()  # a tuning stage's choice may have just been made
         manifest = self.write(self.study.out_dir(), cmd=cmd, timing=timing)
         manifest["wall_seconds_this_run"] = seconds
         (self.study.out_dir() / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        return manifest
+        return manifest | {"trials_failed": failed}
 
     # -- outputs ------------------------------------------------------------------------------------------------
     def write(self, out: Path, cmd: Optional[str] = None, timing: bool = True) -> dict:

@@ -84,6 +84,24 @@ def trial_measures(result: dict) -> set:
     return {k for k in result if k not in RESULT_KEYS_SKIP and not k.startswith("config/")}
 
 
+def check_ray_address(address: Optional[str], timeout: float = 5.0) -> None:
+    """Stop with one line when a Ray head given by address does not answer (before anything runs)."""
+    import socket
+
+    if not address or address == "auto":
+        return
+    where = address.split("://", 1)[-1]
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise AblateError(f"--ray-address: expected HOST:PORT (or ray://HOST:PORT, or auto), got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise AblateError(f"--ray-address {address}: no Ray cluster answers there within {timeout:g} s "
+                          f"({e.strerror or e}); start one with `ray start --head`, or leave the option out for a "
+                          "local one") from None
+
+
 def _init_ray(address: Optional[str]):
     import ray
 
@@ -147,7 +165,10 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
         return {"trials": trials}
 
     from ablate import pretrained
+    from ablate.tracking.mlflow_log import check_tracking, default_tracking_uri
 
+    check_tracking(tracking_uri or default_tracking_uri())  # before anything runs: a server that is not there
+    check_ray_address(ray_address)
     pretrained.require(space.dataset)  # before any MLflow run: every trial would fail without the models
     space_dict = space.model_dump(mode="json", by_alias=True)
     if tuned:
@@ -224,6 +245,9 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
     tracker.end_parent(parent, FINISHED, summary)
     print(f"sweep {space.name}: {stats['finished']} finished, {stats['failed']} failed in {wall:.0f} s "
           f"(trials' own time {stats['trial_seconds']:.0f} s); MLflow: {tracker.uri} experiment {tracker.experiment!r}")
+    if stats["failed"]:
+        print(f"sweep {space.name}: {stats['failed']} trial(s) FAILED; each failed run holds its error (tag "
+              f"ablate.error, artifact error.txt) in experiment {tracker.experiment!r} of {tracker.uri}")
     print(f"MLflow UI: `python -m ablate ui`, then {tracker.runs_url()} (the runs table; expand the sweep's row "
           f"for its trials), or {tracker.compare_view(parent)} (its trials: FID against speedup)")
     return {"parent_run_id": parent, "experiment_id": tracker.experiment_id, "experiment": tracker.experiment,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import ablate
+from ablate.errors import AblateError
 from ablate.store import config_hash
 
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
@@ -36,6 +37,30 @@ def runs_dir() -> Path:
 
 def default_tracking_uri() -> str:
     return f"sqlite:///{runs_dir() / 'mlflow.db'}"
+
+
+def check_tracking(uri: str, timeout: float = 5.0) -> None:
+    """Stop with one line naming the address when the tracking store does not answer, before anything runs (MLflow's
+    own client retries with backoff for minutes, which looks like a frozen sweep)."""
+    import urllib.error
+    import urllib.request
+
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout)
+        except urllib.error.HTTPError as e:
+            if e.code >= 500:
+                raise AblateError(f"tracking uri {uri}: the server answers with HTTP {e.code}; is it an MLflow "
+                                  "server, and is it healthy?") from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise AblateError(f"tracking uri {uri}: no MLflow server answers there within {timeout:g} s ({reason}); "
+                              "start it, or fix --tracking-uri") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
+        existing = next(p for p in [folder, *folder.parents] if p.exists())  # created later, by the first write
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise AblateError(f"tracking uri {uri}: {existing} is not a writable folder")
 
 
 def open_client(uri: str):
@@ -182,6 +207,26 @@ def run_name(trial: dict) -> str:
     return name(trial)
 
 
+def finished_by_key(client, experiment_id: str, parent_id: Optional[str] = None) -> dict:
+    """trial key -> the newest FINISHED trial run of an experiment (of one sweep where `parent_id` is given), keyed by
+    today's derivation (`run_key`); reads only."""
+    filt = f"tags.`mlflow.parentRunId` = '{parent_id}'" if parent_id else "tags.`ablate.role` = 'trial'"
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filt, max_results=1000, page_token=token)
+        runs += page
+        token = page.token
+        if not token:
+            break
+    done = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+        if run.info.status == FINISHED:
+            key = run_key(run, client)
+            if key is not None:
+                done[key] = run
+    return done
+
+
 class Tracker:
     def __init__(self, tracking_uri: Optional[str], experiment: str):
         import mlflow
@@ -286,17 +331,11 @@ class Tracker:
         """trial key -> FINISHED trial run of the sweep `parent_id` (None: of any sweep of this experiment, what a
         study reuses); unfinished leftovers of a killed driver are marked KILLED. Keys are today's (`run_key`), so
         runs logged before it are still found."""
-        done = {}
-        runs = self.children(parent_id) if parent_id else self.client.search_runs(
-            [self.experiment_id], filter_string="tags.`ablate.role` = 'trial'", max_results=50000)
-        for run in sorted(runs, key=lambda r: r.info.start_time or 0):
-            if run.info.status == FINISHED:
-                key = run_key(run, self.client)
-                if key is not None:
-                    done[key] = run
-            elif run.info.status == RUNNING and parent_id:
-                self.client.set_terminated(run.info.run_id, status=KILLED)
-        return done
+        if parent_id:
+            for run in self.children(parent_id):
+                if run.info.status == RUNNING:
+                    self.client.set_terminated(run.info.run_id, status=KILLED)
+        return finished_by_key(self.client, self.experiment_id, parent_id)
 
     def start_child(self, parent_id: str, trial: dict, space_hash: str) -> str:
         from ablate import methods
