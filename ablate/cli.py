@@ -192,6 +192,15 @@ def cmd_study(args) -> int:
             verdict = f"FAILED, {len(problems)} difference(s)" if problems else "every output regenerates from its runs"
             print(f"{study.name}: {verdict}")
             failed += bool(problems)
+        elif args.plan is not None:
+            diffs = {}
+            for item in args.plan:
+                name, _, value = item.partition("=")
+                try:
+                    diffs[name] = float(value)
+                except ValueError:
+                    raise AblateError(f"--plan: expected MEASURE=DIFFERENCE, e.g. fid=2.5, got {item!r}") from None
+            print("\n".join(runner.plan(diffs)))
         elif args.dry_run:
             runner.dry_run(args.only)
         else:
@@ -410,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true",
                    help="print what would run (trials the store lacks) and its cost from the store's past timings")
     s.add_argument("--only", action="append", default=None, metavar="STAGE", help="run only this stage (repeatable)")
+    s.add_argument("--plan", nargs="*", default=None, metavar="MEASURE=DIFF",
+                   help="print how many seeds each claim needs to find these true differences (e.g. fid=2.5 "
+                        "token_agreement=0.01) from the paired spread of the runs so far; runs nothing")
     s.add_argument("--resume", action="store_true",
                    help="also reopen unfinished halving/Optuna sweeps (grid stages never rerun a tracked trial)")
     s.add_argument("--allow-failed", action="store_true", help="exit 0 even when trials failed")

@@ -19,7 +19,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: 
 
 from ablate.errors import AblateError  # noqa: E402
 from analysis import labels as L  # noqa: E402
-from analysis.pareto import pareto_front  # noqa: E402
+from analysis.pareto import pareto_front, significant_dominations  # noqa: E402
 from analysis.runs import missing_note, require  # noqa: E402
 from analysis.stats import half_width  # noqa: E402
 
@@ -103,6 +103,20 @@ def speed_vs_quality(df: pd.DataFrame, out: Path, speed: str = "speedup_wall", q
                     color="#f2c14e", lw=7, alpha=0.45, zorder=1, solid_capstyle="round",
                     label=f"Pareto frontier, all methods ({len(f)} points)")
             ax.scatter(f[speed], f[quality], s=110, facecolors="none", edgecolors="#b8860b", lw=1.2, zorder=4)
+        if speed == "speedup_flops":  # FLOPs are exact, so "at least as fast" is a fact and only quality is tested
+            pairs = significant_dominations(data, speed, quality, L.mode(quality))
+            pos = {(r["source"], r["variant"], r["B"] if pd.notna(r["B"]) else None): (r[speed], r[quality])
+                   for _, r in agg.iterrows()}
+            for i, (a, b) in enumerate(pairs):
+                (xa, ya), (xb, yb) = pos[_key(a)], pos[_key(b)]
+                ax.annotate("", xy=(xb, yb), xytext=(xa, ya), zorder=2,
+                            arrowprops=dict(arrowstyle="->", color="#555555", lw=0.8, ls=":", alpha=0.8))
+            if pairs:
+                ax.plot([], [], color="#555555", ls=":", lw=0.8,
+                        label=f"significantly dominates (arrow to the dominated; seed-paired, Holm): {len(pairs)}")
+            elif notes is not None:
+                notes.append(f"{stem or quality}: no point dominates another significantly (seed-paired t-test on "
+                             f"{quality}, Holm over the pairs where one is at least as fast)")
         _speed_axis(ax, agg[speed].to_numpy())
         ns = sorted({int(n) for n in data["N"].dropna()})
         ref = f"vanilla N = {ns[0]}" if len(ns) == 1 else "each sweep's vanilla reference"
@@ -118,6 +132,10 @@ def speed_vs_quality(df: pd.DataFrame, out: Path, speed: str = "speedup_wall", q
                   bbox_to_anchor=(1.02, 1.0), borderaxespad=0, title="small numbers: B (full steps)",
                   title_fontsize=7)
         return save(fig, out, stem or f"{quality}_vs_{speed}")
+
+
+def _key(k: tuple) -> tuple:
+    return (k[0], k[1], None if pd.isna(k[2]) else k[2])
 
 
 def _quality_label(quality: str, data: pd.DataFrame) -> str:

@@ -68,3 +68,24 @@ def hypervolume_2d(points, ref: Sequence[float], modes: Sequence[str]) -> float:
     p = p[np.lexsort((p[:, 1], p[:, 0]))]  # x ascending, so y descends along the front
     xs = np.append(p[1:, 0], r[0])
     return float(np.sum((xs - p[:, 0]) * (r[1] - p[:, 1])))
+
+
+def significant_dominations(data, speed: str, quality: str, better: str, alpha: float = 0.05) -> list[tuple]:
+    """Pairs (dominating, dominated) of points (source, variant, B) where the first is at least as fast (mean speed)
+    and better on `quality` under a seed-paired t-test, Holm-adjusted over every pair tested: what the Pareto figure
+    may claim beyond "this mean is below that one"."""
+    from analysis.stats import adjust, paired_p
+
+    per = {}
+    for key, g in data.groupby(["source", "variant", "B"], dropna=False, sort=False):
+        per[key] = (float(g[speed].mean()), dict(zip(g["seed"].astype(int), g[quality].astype(float))))
+    cands, ps = [], []
+    for p, (sp, qp) in per.items():
+        for q, (sq, qq) in per.items():
+            if p == q or p[0] != q[0] or sp < sq or len(set(qp) & set(qq)) < 2:
+                continue
+            mp, mq = np.mean([qp[s] for s in set(qp) & set(qq)]), np.mean([qq[s] for s in set(qp) & set(qq)])
+            if (mp < mq) if better == "min" else (mp > mq):
+                cands.append((p, q))
+                ps.append(paired_p(qp, qq))
+    return [c for c, pa in zip(cands, adjust(ps, "holm")) if pa < alpha]

@@ -14,7 +14,7 @@ import pandas as pd
 from analysis import labels as L
 from analysis.figures import panel_title, ablation_groups, aggregate
 from analysis.pareto import hypervolume_2d, pareto_front
-from analysis.stats import half_width, significantly_best
+from analysis.stats import half_width, interval, significantly_best
 
 SUMMARY = ["fid", "kid_mean", "precision", "recall", "class_acc", "latency_ms_per_image", "gflops_per_image",
            "full_steps_mean", "speedup_wall", "speedup_flops", "feature_cos", "token_agreement", "psnr", "ssim"]
@@ -76,8 +76,7 @@ def _tex(s: str) -> str:
 def _fmt(mean: float, ci: float, n: int, digits: int) -> str:
     if pd.isna(mean):
         return "–"
-    text = f"{mean:,.{digits}f}"
-    return f"{text} ± {ci:.{digits}f}" if n > 1 and pd.notna(ci) else text
+    return interval(mean, ci, digits) if n > 1 and pd.notna(ci) else f"{mean:,.{digits}f}"
 
 
 def _head(m: str) -> str:

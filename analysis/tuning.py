@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from ablate import methods
-from analysis.stats import ALPHA, half_width, paired_p, significantly_best
+from analysis.stats import ALPHA, half_width, interval, paired_p, significantly_best
 
 
 def settings(df) -> list[tuple[str, dict, object]]:
@@ -107,7 +107,7 @@ def tuning(df, experiment: str, tuned_methods: list[str]) -> tuple[list[str], di
     for method, knobs, f, fh, a, ah, k, p in rows:
         setting = ", ".join(f"{key}={val}" for key, val in knobs.items()) or "(default)"
         mark = "yes" if {kk: _plain(v) for kk, v in knobs.items()} == chosen.get(method) else ""
-        lines.append(f"| {method} | {setting} | {f:.2f} ± {fh:.2f} | {a:.3f} ± {ah:.3f} | {k} | {mark} | {_p(p)} |")
+        lines.append(f"| {method} | {setting} | {interval(f, fh, 2)} | {interval(a, ah, 3)} | {k} | {mark} | {_p(p)} |")
     clear = [m for m in clearly_chosen(df) if m in chosen]
     waiting = [m for m in budget if m not in chosen]
     waiting += [m for m in dict.fromkeys(tuned_methods) if m not in budget]

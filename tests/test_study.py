@@ -141,7 +141,7 @@ def test_dry_run_lists_what_the_store_lacks_and_its_cost_from_past_timings(tmp_p
     before = (root / "results" / "runs" / "smoke.db").read_bytes()
     out = cli(["study", "smoke", "--dry-run"], root, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "9 trials, 6 tracked, 3 to run" in out.stdout and " h from the store's past timings" in out.stdout
+    assert "9 trials, 6 tracked, 3 to run" in out.stdout and " h from the study's stores' past timings" in out.stdout
     assert "taylor-N8-B2-s2" in out.stdout and "taylor-N8-B2-s1" not in out.stdout
     assert (root / "results" / "runs" / "smoke.db").read_bytes() == before  # a dry run writes nothing
     out = cli(["study", "smoke", "--dry-run", "--only", "nope"], root, timeout=120)

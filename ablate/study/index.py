@@ -14,6 +14,8 @@ def rows(results: Path) -> list[dict]:
     for man in sorted(results.glob("*/manifest.json")):
         d = json.loads(man.read_text())
         folder = man.parent.name
+        if d.get("kind") == "stores":
+            continue
         if d.get("kind") == "tool":
             for name, f in sorted(d.get("files", {}).items()):
                 out.append({"folder": f"{folder}/{name}", "question": f.get("what", "timing"), "headline": "",
@@ -21,8 +23,12 @@ def rows(results: Path) -> list[dict]:
             continue
         cpu = sum(s.get("cpu_seconds") or 0 for s in d.get("stages", []))
         claims = d.get("claims") or {}
-        headline = d.get("headline") or (", ".join(f"{v} {k}" for k, v in claims.get("verdicts", {}).items())
-                                         + f" of {claims['tests']} tests" if claims.get("tests") else "")
+        fid = claims.get("fid") or {}
+        headline = d.get("headline") or ((f"after correction: {sum(v for k, v in claims['verdicts'].items() if k in ('HOLDS', 'DOES NOT HOLD'))}"
+                                          f" of {claims['tests']} tests decided"
+                                          + (f", {sum(v for k, v in fid.items() if k in ('HOLDS', 'DOES NOT HOLD'))} of "
+                                             f"{sum(fid.values())} on FID" if fid else ""))
+                                         if claims.get("tests") else "")
         out.append({"folder": folder, "question": d.get("question", ""), "headline": headline,
                     "command": d.get("command", ""), "cost": d.get("cost") or (f"{cpu / 3600:.1f} CPU-h" if cpu else ""),
                     "status": "historical" if d.get("historical") else "checkable" if d.get("checkable") else
@@ -52,6 +58,18 @@ def write_index(root: Path) -> list[Path]:
         *table(results), ""])
     (results / "README.md").write_text(text)
     written = [results / "README.md"]
+    if (results / "runs").is_dir():  # the stores: which study's runs each holds
+        owners: dict = {}
+        for man in sorted(results.glob("*/manifest.json")):
+            for st in json.loads(man.read_text()).get("stages", []):
+                if st.get("store"):
+                    owners.setdefault(Path(st["store"]).name, set()).add(f"{man.parent.name} ({st['name']})")
+        stores = {db.name: sorted(owners.get(db.name, [])) for db in sorted((results / "runs").glob("*.db"))}
+        (results / "runs" / "manifest.json").write_text(json.dumps(
+            {"kind": "stores", "what": "MLflow stores (SQLite) of the studies that commit their runs, and the sample "
+             "grid of each run beside them in artifacts/; each is read by the study stages named",
+             "stores": stores}, indent=1, sort_keys=True) + "\n")
+        written.append(results / "runs" / "manifest.json")
     readme = root / "README.md"
     if readme.is_file():
         body = readme.read_text()

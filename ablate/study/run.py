@@ -21,6 +21,8 @@ from ablate import methods
 from ablate.errors import AblateError
 from ablate.study.schema import Study, StageView
 
+from analysis.claims import UNDECIDED  # noqa: E402  (the verdicts a seed plan adds seeds for)
+
 FINDINGS = "## Findings"
 GENERATED = "<!-- Everything above the Findings heading is written by `python -m ablate study`; edit only below it. -->"
 TIMING = {"latency.md"}  # outputs that are measured again, not regenerated: --check only asks that they exist
@@ -80,12 +82,26 @@ class Runner:
     def tuned(self, stage: StageView) -> Optional[dict]:
         return self.chosen(stage.stage.tuned_by) if stage.stage.tuned_by else None
 
-    def trials(self, stage: StageView) -> list[dict]:
+    def seeds(self, stage: StageView) -> list[int]:
+        """The stage's seeds in the order they are added: the space's, then (with a seed plan) the next integers up to
+        the plan's max."""
+        seeds = list(stage.space.eval.seeds)
+        plan = self.study.seeds
+        while plan and len(seeds) < plan.max:
+            seeds.append(max(seeds) + 1)
+        return seeds
+
+    def space_with_seeds(self, stage: StageView, seeds: list[int]):
+        return stage.space.model_copy(update={"eval": stage.space.eval.model_copy(update={"seeds": seeds})})
+
+    def trials(self, stage: StageView, every_seed: bool = True) -> list[dict]:
+        """The stage's trials (with a seed plan: at every seed it may add, unless `every_seed` is False)."""
         from ablate.sweep.space import grid_trials
 
         if stage.space.search not in ("grid", "halving"):
             return []
-        return [asdict(t) for t in grid_trials(stage.space, self.tuned(stage))]
+        space = self.space_with_seeds(stage, self.seeds(stage)) if every_seed else stage.space
+        return [asdict(t) for t in grid_trials(space, self.tuned(stage))]
 
     # -- validation before anything runs -----------------------------------------------------------------------
     def resolved_claims(self) -> list[dict]:
@@ -99,6 +115,7 @@ class Runner:
             trials = self.trials(stage)
             pending = bool(stage.stage.tuned_by) and self.tuned(stage) is None
             d = c.model_dump()
+            d["margin"] = dict(c.margin)
             for side in ("better", "other"):
                 v = getattr(c, side)
                 given = {**tuned.get(v.method, {}), **v.knobs}
@@ -124,22 +141,42 @@ class Runner:
         return out
 
     # -- running ----------------------------------------------------------------------------------------------
-    def estimate(self, todo: list[dict]) -> Optional[float]:
-        """Seconds the trials would take, from the store's past timings: per method, the median eval seconds per
-        sample of its finished runs (any stage), else of every run; None when the store has no timing at all."""
-        per_sample, every = {}, []
-        for s in self.stages:
-            df = self.runs(s)
-            if df is None or "eval_seconds" not in df:
-                continue
-            rate = df["eval_seconds"].astype(float) / df["n_samples"].astype(float)
-            for m, r in rate.groupby(df["method"]):
-                per_sample.setdefault(m, []).extend(r.dropna().tolist())
-            every += rate.dropna().tolist()
+    def estimate(self, todo: list[dict]) -> tuple[Optional[float], str]:
+        """Seconds the trials would take, from past timings: per method, the median eval seconds per sample of its
+        finished runs in the study's stores, else in every store committed beside them (results/runs/*.db); and
+        where the timings came from. None when no store has any."""
+        from analysis.runs import load_runs
+
+        def rates(frames):
+            per, every = {}, []
+            for df in frames:
+                if df is None or "eval_seconds" not in df:
+                    continue
+                rate = df["eval_seconds"].astype(float) / df["n_samples"].astype(float)
+                for m, r in rate.groupby(df["method"]):
+                    per.setdefault(m, []).extend(r.dropna().tolist())
+                every += rate.dropna().tolist()
+            return per, every
+
+        per, every = rates(self.runs(s) for s in self.stages)
+        source = "the study's stores"
         if not every:
-            return None
+            frames = []
+            for db in sorted(self.study.path("results/runs").glob("*.db")):
+                client_uri = f"sqlite:///{db.resolve()}"
+                try:
+                    from ablate.tracking.mlflow_log import open_client
+
+                    names = [e.name for e in open_client(client_uri).search_experiments()]
+                    frames.append(load_runs(names, [client_uri], with_steps=False))
+                except AblateError:
+                    continue
+            per, every = rates(frames)
+            source = "the stores committed in results/runs"
+        if not every:
+            return None, "no past timing"
         fallback = statistics.median(every)
-        return sum(statistics.median(per_sample.get(t["method"]) or [fallback]) * t["n_samples"] for t in todo)
+        return sum(statistics.median(per.get(t["method"]) or [fallback]) * t["n_samples"] for t in todo), source
 
     def dry_run(self, only: Optional[list[str]] = None) -> None:
         from ablate.tracking.mlflow_log import trial_key
@@ -147,31 +184,40 @@ class Runner:
         self.resolved_claims()
         total = 0.0
         for stage in self._selected(only):
-            trials = self.trials(stage)
+            trials = self.trials(stage, every_seed=False)
             done = self._tracked_keys(stage)
             todo = [t for t in trials if trial_key(t) not in done]
             pending = stage.stage.tuned_by and self.tuned(stage) is None
-            est = self.estimate(todo)
+            est, source = self.estimate(todo)
             total += est or 0.0
             self.echo(f"stage {stage.stage_name} (experiment {stage.experiment}, {stage.space.search}): "
                       f"{len(trials)} trials, {len(trials) - len(todo)} tracked, {len(todo)} to run"
                       + (f" (knobs pending: stage {stage.stage.tuned_by} has not chosen yet)" if pending else "")
-                      + (f", about {est / 3600:.2f} h from the store's past timings" if est is not None and todo
-                         else ", no past timing in the store" if todo else "")
+                      + (f", about {est / 3600:.2f} h from {source}' past timings" if est is not None and todo
+                         else ", no past timing in any store" if todo else "")
                       + f"; analyses: {', '.join(stage.stage.analyses) or 'none'}")
             for t in todo[:50]:
                 self.echo(f"  {methods.run_name(t)}")
             if len(todo) > 50:
                 self.echo(f"  ... and {len(todo) - 50} more")
+            if self.study.seeds:
+                more = [t for t in self.trials(stage) if trial_key(t) not in done and t not in trials]
+                est_more, _ = self.estimate(more)
+                self.echo(f"  then, while claims are undecided, one seed at a time up to {self.study.seeds.max}: at "
+                          f"most {len(more)} more trials" + (f" (about {est_more / 3600:.2f} h more)" if est_more else ""))
         if self.study.claims:
             self.echo(f"claims: {len(self.study.claims)} -> {self.study.out_dir() / 'claims.json'}")
-        self.echo(f"writes {self.study.out_dir()}/ (README.md, manifest.json); about {total / 3600:.2f} h to run")
+        self.echo(f"writes {self.study.out_dir()}/ (README.md, manifest.json); about {total / 3600:.2f} h to run "
+                  "(sampling and scoring; a learned method's model not yet in the store trains first: minutes each)")
 
     def _tracked(self, stage: StageView) -> dict:
         """trial key -> FINISHED run in the stage's experiment (read only)."""
         from ablate.tracking.mlflow_log import finished_by_key, open_client
 
-        client = open_client(stage.uri or _default_uri())
+        uri = stage.uri or _default_uri()
+        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+            return {}  # no store yet: nothing tracked (and reading must not create one)
+        client = open_client(uri)
         exp = client.get_experiment_by_name(stage.experiment)
         return finished_by_key(client, exp.experiment_id) if exp is not None else {}
 
@@ -205,18 +251,79 @@ class Runner:
             res = run_sweep(stage.space, experiment=stage.experiment, tracking_uri=stage.uri, resume=resume,
                             tuned=self.tuned(stage), reuse_tracked=True)
             failed += res.get("trials_failed", 0)
-            seconds[stage.stage_name] = time.perf_counter() - t0
             self._chosen.clear()  # a tuning stage's choice may have just been made
+            if self.study.seeds:
+                failed += self._seeds_until_decided(stage)
+            seconds[stage.stage_name] = time.perf_counter() - t0
         manifest = self.write(self.study.out_dir(), cmd=cmd, timing=timing)
         manifest["wall_seconds_this_run"] = seconds
         (self.study.out_dir() / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         return manifest | {"trials_failed": failed}
+
+    def _seeds_until_decided(self, stage: StageView) -> int:
+        """Seeds as needed: while a claim of this stage is undecided under the group-sequential test, its two variants
+        (at its budget) get one more seed, up to the plan's max; decided claims get none. Returns failed trials."""
+        from ablate.sweep.run import run_sweep
+        from ablate.tracking.mlflow_log import trial_key
+
+        order, failed = self.seeds(stage), 0
+        while True:
+            claims = {c["name"]: c for c in self.resolved_claims() if c["stage"] == stage.stage_name}
+            todo = seed_requests(self.claim_entries(stage), claims, order, self.trials(stage),
+                                 self._tracked_keys(stage), self.study.seeds.max)
+            if not todo:  # every claim decided or at max seeds (or its next trials ran and failed): done
+                return failed
+            seeds = sorted({t["seed"] for t in todo} | set(stage.space.eval.seeds))
+            self.echo(f"stage {stage.stage_name}: claims undecided; {len(todo)} more trial(s) at seeds "
+                      f"{', '.join(map(str, sorted({t['seed'] for t in todo})))}")
+            res = run_sweep(self.space_with_seeds(stage, [s for s in order if s in seeds]), experiment=stage.experiment,
+                            tracking_uri=stage.uri, reuse_tracked=True, tuned=self.tuned(stage), only_trials=todo)
+            failed += res.get("trials_failed", 0)
+            if res.get("trials_failed"):
+                return failed
+
+    def claim_entries(self, stage: StageView) -> list[dict]:
+        """The claims of one stage, decided on its runs so far (what the seed plan steers by)."""
+        from analysis.claims import evaluate
+
+        s = self.study
+        cs = [c for c in self.resolved_claims() if c["stage"] == stage.stage_name]
+        df = self.runs(stage)
+        if not cs or df is None:
+            return []
+        return evaluate(df, cs, s.name, s.alpha, s.correction, s.seeds.model_dump() if s.seeds else None)
+
+    def plan(self, diffs: dict[str, float]) -> list[str]:
+        """How many seeds each claim needs to find a given true difference (per measure) with 80% power at its
+        corrected level, from the paired spread its runs show (a pilot of 3 seeds is enough to ask)."""
+        from analysis.stats import seeds_needed
+
+        lines = ["| claim | B | measure | seeds run | paired SD | difference to find | seeds needed |",
+                 "|---|---|---|---|---|---|---|"]
+        for stage in self.stages:
+            entries = [e for e in self.claim_entries(stage) if e.get("sd") is not None]
+            sizes: dict = {}
+            for e in entries:
+                sizes[(e["family"], e["measure"])] = sizes.get((e["family"], e["measure"]), 0) + 1
+            for e in entries:
+                delta = e["margin"] if e["kind"] != "better" else diffs.get(e["measure"])
+                if delta is None:
+                    continue
+                level = self.study.alpha / sizes[(e["family"], e["measure"])]
+                n = seeds_needed(e["sd"], delta, level, one_sided=e["kind"] != "better")
+                lines.append(f"| {e['claim']} | {e['budget']} | {e['measure']} | {e['n_seeds']} | {e['sd']:.4g} | "
+                             f"{delta:g} | {n} |")
+        lines += ["", f"80% power at the claim's corrected level (alpha {self.study.alpha:g} / tests in its family and "
+                  "measure, Holm's strictest step); no_loss and equivalent claims: to show their margin were the "
+                  "true difference 0. More samples a run shrink the paired SD too."]
+        return lines
 
     # -- outputs ------------------------------------------------------------------------------------------------
     def write(self, out: Path, cmd: Optional[str] = None, timing: bool = True) -> dict:
         """Every output into `out` (a study folder, or a scratch one for --check); returns the manifest. `timing`:
         also run the analyses that time (latency)."""
         from ablate.study.manifest import environment, store_digest
+        from analysis.claims import summary
 
         out.mkdir(parents=True, exist_ok=True)
         files: list[Path] = []
@@ -244,7 +351,7 @@ class Runner:
             "study": self.study.name, "question": self.study.question,
             "command": cmd or command(self.study), "check": command(self.study, check=True),
             "store": self.study.store, "store_digest": digest, "stages": stages,
-            "claims": _claim_counts(entries), "checkable": all(s.store for s in self.stages),
+            "claims": summary(entries) if entries else {}, "checkable": all(s.store for s in self.stages),
             **environment(),
         }
         files.append(self._readme(out, manifest, entries, files))
@@ -310,6 +417,8 @@ class Runner:
     def _claims(self, out: Path, entries: list) -> list[Path]:
         from analysis.claims import evaluate, markdown
 
+        s = self.study
+        plan = s.seeds.model_dump() if s.seeds else None
         claims = self.resolved_claims()
         by_stage: dict = {}
         for c in claims:
@@ -319,14 +428,24 @@ class Runner:
             df = self.runs(self.stage(name))
             if df is None:
                 continue
-            entries += evaluate(df, cs, self.study.name)
+            entries += evaluate(df, cs, s.name, s.alpha, s.correction, plan)
             frames.append(df)
         if not entries:
             return []
         import pandas as pd
 
         (out / "claims.json").write_text(json.dumps(_finite(entries), indent=1) + "\n")
-        lines = markdown(entries, pd.concat(frames), self.study.claims_title)
+        if len(by_stage) > 1:  # families span stages: decide them together
+            from analysis.claims import finalize
+
+            for e in entries:
+                for k in ("p_adjusted", "verdict", "mde", "p_adjusted_equal_cost", "verdict_equal_cost",
+                          "mde_equal_cost", "correction", "family_size"):
+                    if k == "verdict" and e[k] == "n/a":
+                        continue
+                    e.pop(k, None)
+            finalize(entries, s.alpha, s.correction, plan)
+        lines = markdown(entries, pd.concat(frames), s.claims_title, s.alpha)
         return [_md(out / "claims.md", lines, command(self.study)), out / "claims.json"]
 
     def _readme(self, out: Path, manifest: dict, entries: list, files: list[Path]) -> Path:
@@ -346,10 +465,26 @@ class Runner:
                          + (f"; knobs chosen by stage `{st['tuned_by']}`" if st.get("tuned_by") else "") + ".")
         if entries:
             c = manifest["claims"]
+            corr = sorted({e.get("correction") for e in entries if e.get("correction")})
             lines += ["", "## Claims", "",
-                      f"{c['tests']} tests ({len(s.claims)} claims): " + ", ".join(f"{v} {k}" for k, v in
-                                                                               c["verdicts"].items())
-                      + ". Every verdict, difference and p: [claims.md](claims.md) ([claims.json](claims.json))."]
+                      f"{c['tests']} tests ({len(s.claims)} claims x budgets x measures), verdicts after the correction "
+                      f"for the number of tests in each family ({'; '.join(corr)}): "
+                      + ", ".join(f"{v} {k}" for k, v in c["verdicts"].items())
+                      + (f"; on FID: " + ", ".join(f"{v} {k}" for k, v in c["fid"].items()) if c["fid"] else "")
+                      + ". Every verdict, difference, raw and adjusted p and mde: [claims.md](claims.md) "
+                      "([claims.json](claims.json)).", ""]
+            yes = ("HOLDS", "DOES NOT HOLD")
+            decided = [e for e in entries if e["verdict"] in yes or e.get("verdict_equal_cost") in yes]
+            if decided:
+                lines += ["Decided after the correction (at equal B, and at equal FLOPs where the costs differ):", ""]
+                for e in decided:
+                    at_b = (f"**{e['verdict']}** ({e['diff']:+.3f}, adjusted p = {e['p_adjusted']:.3g})"
+                            if e["verdict"] in yes else f"{e['verdict']} at equal B")
+                    at_cost = (f"; at equal FLOPs **{e['verdict_equal_cost']}** ({e['diff_equal_cost']:+.3f}, "
+                               f"adjusted p = {e['p_adjusted_equal_cost']:.3g})"
+                               if e.get("verdict_equal_cost") in yes else
+                               f"; at equal FLOPs {e['verdict_equal_cost']}" if e.get("verdict_equal_cost") else "")
+                    lines.append(f"- {e['claim']}, B = {e['budget']}, {e['measure']}: {at_b}{at_cost}")
         shown = list(dict.fromkeys(f for f in files if f.suffix == ".md" and f.name != "README.md"))
         if shown:
             lines += ["", "## Files", ""] + [f"- [{f.relative_to(out)}]({f.relative_to(out)})" for f in shown]
@@ -407,6 +542,36 @@ class Runner:
         return problems
 
 
+def seed_requests(entries: list[dict], claims: dict, order: list[int], trials: list[dict], done: set,
+                  most: int) -> list[dict]:
+    """The trials a seed plan runs next: for every claim still undecided with fewer than `most` seeds, its two
+    variants (at its budget) at the next seed of `order`; none that its store already tracked; each once."""
+    from ablate.tracking.mlflow_log import trial_key
+
+    want = {}
+    for e in entries:
+        if e["verdict"] in UNDECIDED and e["n_seeds"] < most:
+            for side in ("better", "other"):
+                want[(e["claim"], e["budget"], side)] = order[e["n_seeds"]]
+    todo = {}
+    for (name, b, side), seed in want.items():
+        for t in trials:
+            if t["seed"] == seed and _is_variant(t, claims[name][side], b) and trial_key(t) not in done:
+                todo[trial_key(t)] = t
+    return list(todo.values())
+
+
+def _is_variant(trial: dict, v: dict, budget: int) -> bool:
+    """Whether a trial is one side of a claim (resolved knobs, its budget, its sampler settings)."""
+    if trial["method"] != v["method"]:
+        return False
+    if v["method"] != "vanilla" and trial["budget"] != (v.get("budget") or budget):
+        return False
+    if any(float(trial[k]) != float(x) for k, x in (v.get("sampler") or {}).items()):
+        return False
+    return methods.knobs(trial["method"], trial["knobs"]).model_dump(mode="json") == v["knobs"]
+
+
 def _md(path: Path, lines: list[str], cmd: Optional[str]) -> Path:
     text = "\n".join(lines) + (f"\n\n`{cmd}`\n" if cmd else "\n")
     path.write_text(text)
@@ -421,13 +586,6 @@ def _finite(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-
-
-def _claim_counts(entries: list) -> dict:
-    counts: dict = {}
-    for e in entries:
-        counts[e["verdict"]] = counts.get(e["verdict"], 0) + 1
-    return {"tests": len(entries), "verdicts": dict(sorted(counts.items()))}
 
 
 def _findings(readme: Path) -> str:

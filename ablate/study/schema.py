@@ -84,8 +84,12 @@ class Variant(_Strict):
 
 
 class Claim(_Strict):
-    """`better` beats `other` on each measure, seed-paired, at each budget (`equal: true`: the claim says the two do
-    not differ, as "adds nothing" or "no loss" do)."""
+    """What a claim says of its two variants, seed-paired, at each budget and on each measure:
+    - `better` (default): the first is better than the second;
+    - `no_loss`: the second is worse than the first by less than `margin` (non-inferiority, one-sided);
+    - `equivalent`: they differ by less than `margin` either way (two one-sided tests), as "adds nothing" says.
+    A margin is the claim's own, in the measure's units, chosen and justified (`why`) before the runs: an interval
+    inside it HOLDS, anything else is NOT SHOWN (never "holds because nothing was significant")."""
 
     name: str
     better: Variant
@@ -93,8 +97,10 @@ class Claim(_Strict):
     measures: list[str] = Field(default_factory=lambda: ["fid", "token_agreement"], min_length=1)
     budgets: Optional[list[int]] = None  # default: every budget at which both variants ran
     stage: Optional[str] = None  # default: the last stage
-    family: Optional[str] = None  # for multiple testing; default: the study's name
-    equal: bool = False
+    family: Optional[str] = None  # for multiple testing (with each measure); default: the study's name
+    kind: Literal["better", "no_loss", "equivalent"] = "better"
+    margin: dict[str, float] = Field(default_factory=dict, description="no_loss/equivalent: measure -> margin")
+    why: Optional[str] = Field(None, description="how the margin was chosen, before the runs")
 
     @field_validator("measures")
     @classmethod
@@ -103,6 +109,35 @@ class Claim(_Strict):
             if m not in MEASURES:
                 raise ValueError(f"{m!r} is not a measure (one of {', '.join(MEASURES)})")
         return v
+
+    @model_validator(mode="after")
+    def _margins(self):
+        if self.kind == "better":
+            if self.margin:
+                raise ValueError("margin: only a no_loss or equivalent claim has one")
+            return self
+        missing = [m for m in self.measures if not (self.margin.get(m, 0) > 0)]
+        if missing:
+            raise ValueError(f"margin: a {self.kind} claim needs a positive margin for each of its measures "
+                             f"(missing: {', '.join(missing)}), declared before the runs")
+        if not self.why:
+            raise ValueError(f"why: say how the margin of a {self.kind} claim was chosen (before the runs)")
+        return self
+
+
+class SeedPlan(_Strict):
+    """Seeds as needed: every claim's variants run `min` seeds; while a claim is undecided (after correction, under
+    a group-sequential test that spends alpha over the looks) its variants get one more seed, up to `max`."""
+
+    min: int = Field(3, ge=2)
+    max: int = Field(8, ge=2)
+    until: Literal["decided"] = "decided"
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.max < self.min:
+            raise ValueError(f"max: {self.max} is below min {self.min}")
+        return self
 
 
 class Study(_Strict):
@@ -113,6 +148,10 @@ class Study(_Strict):
     stages: list[Stage] = Field(min_length=1)
     claims: list[Claim] = Field(default_factory=list)
     claims_title: Optional[str] = None  # the first line of claims.md (default: what the claims compare)
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="the error rate of each family of claims")
+    correction: Literal["holm", "bh"] = Field("holm", description="holm (family-wise error) or bh (false discovery "
+                                                                  "rate, Benjamini-Hochberg)")
+    seeds: Optional[SeedPlan] = None
     _root: Path = PrivateAttr(default_factory=Path.cwd)  # relative paths (store, out) start here: the project root
 
     @property

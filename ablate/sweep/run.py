@@ -141,13 +141,19 @@ def _tune(space: SearchSpace, param_space: dict, logger, max_concurrent: Optiona
 
 def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri: Optional[str] = None,
               ray_address: Optional[str] = None, max_concurrent: Optional[int] = None, resume: bool = False,
-              dry_run: bool = False, tuned: Optional[dict] = None, reuse_tracked: bool = False) -> dict:
+              dry_run: bool = False, tuned: Optional[dict] = None, reuse_tracked: bool = False,
+              only_trials: Optional[list[dict]] = None) -> dict:
     """Run a space's trials. `resume`: reopen the newest sweep of this space and run only what it has not finished.
     `reuse_tracked` (what a study does): a grid trial FINISHED in any sweep of the experiment is not run again, and
-    when every trial is, nothing is written at all. `tuned`: {method: knobs} a tuning stage chose (grid_trials)."""
+    when every trial is, nothing is written at all. `tuned`: {method: knobs} a tuning stage chose (grid_trials).
+    `only_trials`: run these trials of the space (and the references of their seeds) instead of all of it (a study
+    adding seeds to undecided claims)."""
     seed0 = space.eval.seeds[0]
     reference = _reference_trial(space, seed0)
     trials = [asdict(t) for t in grid_trials(space, tuned)] if space.search in ("grid", "halving") else []
+    if only_trials is not None:
+        wanted = {trial_key(t) for t in only_trials}
+        trials = [t for t in trials if trial_key(t) in wanted]
     keys = {trial_key(t) for t in trials}
     for ref in reversed([_reference_trial(space, s) for s in space.eval.seeds]):
         if trial_key(ref) not in keys:
