@@ -221,3 +221,23 @@ claims:
     assert out.returncode == 0 and "all 6 trials already tracked" in out.stdout, out.stdout[-2000:]
     assert json.loads((tmp_path / "results" / "fresh" / "manifest.json").read_text())["store_digest"] == digest
     assert cli(["study", str(study), "--check"], tmp_path).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_seed_plan_adds_seeds_only_while_a_claim_is_undecided(tmp_path):
+    """The committed smoke study with `seeds: {min: 2, max: 3}`: its claim is undecided on FID after 2 seeds, so its
+    two variants (and the reference of the new seed) run a third, then it stops at the plan's max; the verdicts use
+    the group-sequential test."""
+    root = project_copy(tmp_path)
+    shutil.copytree(REPO / "results" / "runs" / "artifacts" / "smoke_study",
+                    root / "results" / "runs" / "artifacts" / "smoke_study")
+    path = root / "studies" / "smoke.yaml"
+    path.write_text(path.read_text().replace("store: results/runs/smoke.db\n",
+                                             "store: results/runs/smoke.db\nseeds: {min: 2, max: 3, until: decided}\n"))
+    out = cli(["study", "smoke", "--no-timing"], root, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "claims undecided; 2 more trial(s) at seeds 2" in out.stdout
+    entries = json.loads((root / "results" / "smoke" / "claims.json").read_text())
+    assert {e["n_seeds"] for e in entries} == {3} and all("group-sequential" in e["correction"] for e in entries)
+    man = json.loads((root / "results" / "smoke" / "manifest.json").read_text())
+    assert man["stages"][0]["seeds"] == [0, 1, 2] and man["store_digest"]["smoke_study"]["runs"] == 9 + 2  # 2 parents
