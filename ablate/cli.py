@@ -193,14 +193,7 @@ def cmd_study(args) -> int:
             print(f"{study.name}: {verdict}")
             failed += bool(problems)
         elif args.plan is not None:
-            diffs = {}
-            for item in args.plan:
-                name, _, value = item.partition("=")
-                try:
-                    diffs[name] = float(value)
-                except ValueError:
-                    raise AblateError(f"--plan: expected MEASURE=DIFFERENCE, e.g. fid=2.5, got {item!r}") from None
-            print("\n".join(runner.plan(diffs)))
+            print("\n".join(runner.plan(_named_numbers(args.plan, "--plan", "fid=2.5"))))
         elif args.dry_run:
             runner.dry_run(args.only)
         else:
@@ -219,16 +212,22 @@ def cmd_study(args) -> int:
     return 1 if failed else 0
 
 
+def _named_numbers(items: list[str], option: str, example: str) -> dict[str, float]:
+    """['fid=2.5', ...] -> {'fid': 2.5}; a one-line error naming the option for anything else."""
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise AblateError(f"{option}: expected MEASURE=NUMBER, e.g. {example}, got {item!r}") from None
+    return out
+
+
 def cmd_report(args) -> int:
     from analysis.report import report
 
-    refs = {}
-    for item in args.hv_ref:
-        name, _, value = item.partition("=")
-        try:
-            refs[name] = float(value)
-        except ValueError:
-            raise AblateError(f"--hv-ref: expected MEASURE=NUMBER, got {item!r}") from None
+    refs = _named_numbers(args.hv_ref, "--hv-ref", "fid=60")
     rep = report(args.experiment or ([] if args.parent else ["default"]), args.tracking_uri or [None],
                  parents=args.parent, out=Path(args.out) if args.out else None, budget=args.budget,
                  hv_refs=refs, echo=print)

@@ -24,6 +24,7 @@ from typing import Iterable, Optional, Sequence
 import pandas as pd
 
 from ablate.errors import AblateError
+from ablate.tracking.mlflow_log import parse_param  # params are strings: the one parser
 
 STEPPED = ("feature_mse", "feature_cos")
 SAMPLER = ("cfg_w", "r_temp", "sm_temp")  # sampler settings: a study may vary them as it varies knobs
@@ -44,20 +45,6 @@ def resolve_uri(uri: Optional[str]) -> str:
     from ablate.tracking.mlflow_log import default_tracking_uri
 
     return uri or default_tracking_uri()
-
-
-def _parse(v: str):
-    """Params are strings: 'None' -> None, 'True' -> True, '3' -> 3, '0.5' -> 0.5."""
-    if v in ("None", ""):
-        return None
-    if v in ("True", "False"):
-        return v == "True"
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
 
 
 def split_stepped(history: list) -> tuple[Optional[float], list[float]]:
@@ -103,7 +90,7 @@ def _search(client, exp_id: str, filter_string: str) -> list:
 
 
 def _row(run, uri: str, exp, with_steps: bool, client) -> dict:
-    params = {k: _parse(v) for k, v in run.data.params.items()}
+    params = {k: parse_param(v) for k, v in run.data.params.items()}
     tags = run.data.tags
     method = tags.get("ablate.method") or params.get("method")
     n = params.get("steps")

@@ -1,12 +1,10 @@
 """Search spaces: every shipped YAML validates; malformed ones fail with one line naming the field."""
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 
-from ablate import methods
 from ablate.errors import AblateError
 from ablate.sweep.space import grid_trials, load_space
 

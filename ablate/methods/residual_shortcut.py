@@ -47,7 +47,7 @@ class ResidualShortcut(Method):
             raise AblateError(f"budget: {self.name} learns the skipped steps of its schedule; B = {self.budget} of "
                               f"N = {steps} skips none (use B < N)")
         from ablate.shortcut.model import ShortcutConfig
-        from ablate.shortcut.train import TRAINING_FORMAT, TrainConfig
+        from ablate.shortcut.train import TrainConfig
         from ablate.shortcut.trajectories import TrajectoryConfig
 
         k = self.knobs

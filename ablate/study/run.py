@@ -264,7 +264,6 @@ class Runner:
         """Seeds as needed: while a claim of this stage is undecided under the group-sequential test, its two variants
         (at its budget) get one more seed, up to the plan's max; decided claims get none. Returns failed trials."""
         from ablate.sweep.run import run_sweep
-        from ablate.tracking.mlflow_log import trial_key
 
         order, failed = self.seeds(stage), 0
         while True:
@@ -470,7 +469,7 @@ class Runner:
                       f"{c['tests']} tests ({len(s.claims)} claims x budgets x measures), verdicts after the correction "
                       f"for the number of tests in each family ({'; '.join(corr)}): "
                       + ", ".join(f"{v} {k}" for k, v in c["verdicts"].items())
-                      + (f"; on FID: " + ", ".join(f"{v} {k}" for k, v in c["fid"].items()) if c["fid"] else "")
+                      + ("; on FID: " + ", ".join(f"{v} {k}" for k, v in c["fid"].items()) if c["fid"] else "")
                       + ". Every verdict, difference, raw and adjusted p and mde: [claims.md](claims.md) "
                       "([claims.json](claims.json)).", ""]
             yes = ("HOLDS", "DOES NOT HOLD")

@@ -19,7 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ablate import methods
@@ -255,13 +254,10 @@ def studies(checkable: bool = False) -> list[str]:
 
 def load_study(name: str) -> Study:
     """Read and validate a study; a one-line AblateError names the first bad field."""
+    from ablate.sweep.space import read_mapping
+
     path = find(name)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise AblateError(f"study: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise AblateError(f"study: {path} must hold a mapping at the top level")
+    raw = read_mapping(path, "study")
     raw.setdefault("name", path.stem)
     try:
         study = Study.model_validate(raw)

@@ -329,14 +329,20 @@ def load_space(path: Union[str, Path], device: Optional[str] = None) -> SearchSp
                 break
         else:
             raise AblateError(f"space: no search space {str(path)!r} (a YAML file, or a name in search_spaces/)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise AblateError(f"space: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise AblateError(f"space: {path} must hold a mapping at the top level")
+    raw = read_mapping(path, "space")
     raw.setdefault("name", path.stem)
     return space_from_dict(raw, device)
+
+
+def read_mapping(path: Path, what: str) -> dict:
+    """A YAML file holding a mapping (a space, a study), or a one-line AblateError."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise AblateError(f"{what}: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise AblateError(f"{what}: {path} must hold a mapping at the top level")
+    return raw
 
 
 def space_from_dict(raw: dict, device: Optional[str] = None) -> SearchSpace:

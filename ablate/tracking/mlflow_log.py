@@ -140,12 +140,12 @@ def run_trial(run) -> Optional[dict]:
     if "method" not in params:
         return None
     names = {f.name for f in fields(EvalConfig)} - {"knobs"}
-    trial = {k: _param(params[k]) for k in names if k in params}
-    trial["knobs"] = {k[len("knobs."):]: _param(v) for k, v in params.items() if k.startswith("knobs.")}
+    trial = {k: parse_param(params[k]) for k in names if k in params}
+    trial["knobs"] = {k[len("knobs."):]: parse_param(v) for k, v in params.items() if k.startswith("knobs.")}
     return trial
 
 
-def _param(v: str):
+def parse_param(v: str):
     """Params are strings: 'None' -> None, 'True' -> True, '3' -> 3, '0.5' -> 0.5."""
     if v in ("None", ""):
         return None
