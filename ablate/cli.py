@@ -52,7 +52,7 @@ def _eval_config(args, **over):
 
     fields = dict(knobs=parse_knobs(args.knob), dataset=args.dataset, method=args.method, steps=args.steps,
                   budget=args.budget, seed=args.seed, batch_size=args.batch_size, cfg_w=args.cfg_w,
-                  r_temp=args.r_temp, sm_temp=args.sm_temp, base=args.base, device=args.device,
+                  r_temp=args.r_temp, sm_temp=args.sm_temp, base=args.base, device=args.device, unmasking=args.unmasking,
                   amp=args.amp)
     return EvalConfig(**(fields | over))
 
@@ -300,6 +300,8 @@ def _sampling_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--cfg-w", type=float, default=1.0, help="classifier-free guidance weight")
     s.add_argument("--r-temp", type=float, default=7.0, help="Gumbel noise on confidences")
     s.add_argument("--sm-temp", type=float, default=1.0, help="softmax temperature multiplier")
+    s.add_argument("--unmasking", default="confidence", choices=["confidence", "halton"],
+                   help="which masked positions a step commits: the most confident (MaskGIT) or a 2-D Halton order")
     s.add_argument("--batch-size", type=int, default=250)
     _device_args(s)
 

@@ -26,6 +26,7 @@ from ablate.metrics.feature_error import feature_error
 from ablate.models.select import is_native, load_base
 from ablate.sampling import MaskGITSampler, SamplerConfig
 from ablate.sampling.sampler import balanced_labels, batch_seed
+from ablate.sampling.schedule import ORDERS
 
 
 REFERENCES = ("held_out", "train")
@@ -53,6 +54,7 @@ class EvalConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     amp: str = "auto"  # autocast on GPUs (not the precision measure): auto (bf16, else fp16) | fp32 | bf16 | fp16; CPU runs fp32
     reuse_samples: bool = False  # keep each generated batch in the store; a larger run of the same trial reuses them
+    unmasking: str = "confidence"  # which masked positions a step commits first: confidence | halton
 
 
 KEY_VERSION = 2  # how trial keys are derived (1: the trial as given, defaults dropped; runs logged so are read back)
@@ -93,6 +95,8 @@ def validate(cfg: EvalConfig) -> None:
         raise AblateError(f"batch_size: must be at least 1, got {cfg.batch_size}")
     check_device(cfg.device)
     check_precision(cfg.amp)
+    if cfg.unmasking not in ORDERS:
+        raise AblateError(f"unmasking: unknown order {cfg.unmasking!r}; choose {' or '.join(ORDERS)}")
     methods.check_base_support(cfg.method, is_native(cfg.base), cfg.base)
     methods.build(cfg.method, steps=cfg.steps, budget=cfg.budget, **cfg.knobs)  # bad knobs fail here, first
 
@@ -121,7 +125,8 @@ class Setup:
     def vanilla_sampler(self) -> MaskGITSampler:
         """The unaccelerated sampler at the method's N (what feature errors compare against)."""
         c = self.cfg
-        return MaskGITSampler(self.base, SamplerConfig(self.method.nominal_steps, c.cfg_w, c.r_temp, c.sm_temp),
+        return MaskGITSampler(self.base, SamplerConfig(self.method.nominal_steps, c.cfg_w, c.r_temp, c.sm_temp,
+                                                       unmasking=c.unmasking),
                               amp_dtype=self.amp)
 
     def describe(self) -> dict:
@@ -152,7 +157,8 @@ def setup(cfg: EvalConfig, prepare: bool = True, log=print) -> Setup:
     bundle = pretrained.load(cfg.dataset)
     base = load_base(cfg.base, bundle, dev)  # the tokenizer and classifier stay on the CPU
     amp = autocast_dtype(dev, cfg.amp, base)
-    sampler = MaskGITSampler(base, SamplerConfig(method.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp), amp_dtype=amp)
+    sampler = MaskGITSampler(base, SamplerConfig(method.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp, unmasking=cfg.unmasking),
+                             amp_dtype=amp)
     method.follow_sampler(sampler.cfg)
     if prepare:
         method.prepare(base, log=log)
@@ -340,7 +346,7 @@ def vanilla_tokens(st: Setup, own: Optional[torch.Tensor] = None) -> torch.Tenso
 
     c = st.cfg
     key = {"base": base_hash(st.base), "dataset": c.dataset, "steps": st.method.nominal_steps, "cfg_w": c.cfg_w,
-           "r_temp": c.r_temp, "sm_temp": c.sm_temp, "seed": c.seed, "n_samples": c.n_samples,
+           "r_temp": c.r_temp, "sm_temp": c.sm_temp, "unmasking": c.unmasking, "seed": c.seed, "n_samples": c.n_samples,
            "batch_size": c.batch_size, "device": st.device.type, "amp": str(st.amp)}
 
     def build(folder: Path):

@@ -29,8 +29,22 @@ def canonical(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+# Settings added after keys were first made, at the value every earlier key implied: left out of every key while at
+# it, so that a store entry, a trial key or a space hash made before them still matches (one place, for every key).
+ADDED_LATER = {"unmasking": "confidence"}
+
+
+def stable(obj):
+    """`obj` without the ADDED_LATER settings that hold their implied value, at any depth."""
+    if isinstance(obj, dict):
+        return {k: stable(v) for k, v in obj.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+    if isinstance(obj, (list, tuple)):
+        return [stable(v) for v in obj]
+    return obj
+
+
 def config_hash(obj) -> str:
-    return hashlib.sha256(canonical(obj).encode()).hexdigest()
+    return hashlib.sha256(canonical(stable(obj)).encode()).hexdigest()
 
 
 def root() -> Path:

@@ -39,7 +39,7 @@ def knob_text(knob: str, v) -> str:
     return f"{knob}={str(v).lower() if isinstance(v, bool) else v}"
 
 
-SAMPLER = ("cfg_w", "r_temp", "sm_temp")  # sampler settings tell variants apart too where a study varies them
+SAMPLER = ("cfg_w", "r_temp", "sm_temp", "unmasking")  # sampler settings tell variants apart too where a study varies them
 
 
 def knob_columns(df: pd.DataFrame) -> dict[str, list[str]]:

@@ -27,7 +27,7 @@ from ablate.errors import AblateError
 from ablate.tracking.mlflow_log import parse_param  # params are strings: the one parser
 
 STEPPED = ("feature_mse", "feature_cos")
-SAMPLER = ("cfg_w", "r_temp", "sm_temp")  # sampler settings: a study may vary them as it varies knobs
+SAMPLER = ("cfg_w", "r_temp", "sm_temp", "unmasking")  # sampler settings: a study may vary them as it varies knobs
 META = ("source", "tracking_uri", "experiment", "experiment_id", "parent_run_id", "run_id", "run_name",
         "start_time", "method", "N", "B", "seed")
 
@@ -203,7 +203,9 @@ def load_runs(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[
 def _same_trial(run) -> str:
     """What makes two logged runs one trial, read without method code: their params (every setting of the trial and
     every knob with its default, as each run logs them), whichever version of trial keys tagged them."""
-    return repr(sorted(run.data.params.items()))
+    from ablate.store import ADDED_LATER
+
+    return repr(sorted((k, v) for k, v in run.data.params.items() if ADDED_LATER.get(k) != v))
 
 
 def _source_labels(df: pd.DataFrame) -> pd.Series:

@@ -89,3 +89,25 @@ def test_a_format_change_reruns_the_trial_and_version_1_runs_are_still_found(tmp
     shortcut = next(r for r in tr.children(parent) if r.data.tags["ablate.method"] == "shortcut")
     tr.client.set_tag(shortcut.info.run_id, "ablate.trial_key", legacy_trial_key(trials[1], 1))  # format 1
     assert trial_key(trials[1]) not in tr.finished_children(parent)
+
+
+def test_a_halton_trial_is_its_own_trial_and_learns_from_its_own_trajectories():
+    """The unmasking order enters the trial key, the teacher trajectories' key and the unaccelerated reference's key:
+    a Halton trial is never paired with, or trained from, a confidence-order run. At its default it leaves every
+    key as it was before the setting existed (ablate.store.ADDED_LATER)."""
+    from dataclasses import replace
+
+    from ablate.shortcut.trajectories import TrajectoryConfig
+    from ablate.store import config_hash
+
+    assert trial_key(EvalConfig(unmasking="halton")) != trial_key(EvalConfig())
+    t = TrajectoryConfig()
+    assert config_hash(replace(t, unmasking="halton").__dict__) != config_hash(t.__dict__)
+    before = {k: v for k, v in t.__dict__.items() if k != "unmasking"}  # the key as made before the setting
+    assert config_hash(t.__dict__) == config_hash(before)
+    from ablate.methods import build
+    from ablate.sampling import SamplerConfig
+
+    m = build("shortcut", steps=16, budget=4)
+    m.follow_sampler(SamplerConfig(steps=16, unmasking="halton"))
+    assert m.train_cfg.trajectories.unmasking == "halton"

@@ -223,6 +223,8 @@ def run_name(trial: dict) -> str:
     for k in ("cfg_w", "r_temp", "sm_temp"):  # sampler settings away from the sampler's defaults
         if trial.get(k) is not None and float(trial[k]) != float(getattr(SamplerConfig, k)):
             parts.append(f"{k}={trial[k]:g}")
+    if trial.get("unmasking", "confidence") != "confidence":
+        parts.append(str(trial["unmasking"]))
     if trial.get("seed", 0):
         parts.append(f"s{trial['seed']}")
     return "-".join(str(p) for p in parts)

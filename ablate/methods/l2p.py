@@ -86,7 +86,7 @@ class L2P(Method):
 
     def follow_sampler(self, cfg) -> None:
         """Fit on trajectories of the sampler's own guidance and temperatures."""
-        self.traj = replace(self.traj, cfg_w=cfg.cfg_w, r_temp=cfg.r_temp, sm_temp=cfg.sm_temp)
+        self.traj = replace(self.traj, cfg_w=cfg.cfg_w, r_temp=cfg.r_temp, sm_temp=cfg.sm_temp, unmasking=cfg.unmasking)
 
     def prepare(self, model, log=print) -> None:
         if self.weights is not None:

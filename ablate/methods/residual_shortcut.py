@@ -58,7 +58,8 @@ class ResidualShortcut(Method):
         self.meta: dict = {}
 
     def follow_sampler(self, cfg) -> None:
-        traj = replace(self.train_cfg.trajectories, cfg_w=cfg.cfg_w, r_temp=cfg.r_temp, sm_temp=cfg.sm_temp)
+        traj = replace(self.train_cfg.trajectories, cfg_w=cfg.cfg_w, r_temp=cfg.r_temp, sm_temp=cfg.sm_temp,
+                       unmasking=cfg.unmasking)
         self.train_cfg = replace(self.train_cfg, trajectories=traj)
 
     def prepare(self, model, log=print) -> None:

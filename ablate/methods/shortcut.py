@@ -81,7 +81,7 @@ class ShortcutMethod(Method):
         temperatures: the features the shortcut learns are those it will be asked to move."""
         traj = self.train_cfg.trajectories
         cfg_w = traj.cfg_w if self.knobs.traj_cfg_w is not None else cfg.cfg_w
-        traj = replace(traj, cfg_w=cfg_w, r_temp=cfg.r_temp, sm_temp=cfg.sm_temp)
+        traj = replace(traj, cfg_w=cfg_w, r_temp=cfg.r_temp, sm_temp=cfg.sm_temp, unmasking=cfg.unmasking)
         self.train_cfg = replace(self.train_cfg, trajectories=traj)
 
     def prepare(self, model, log=print) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from ablate.device import Timer, autocast, model_device
 from ablate.sampling.policy import StepOutput, StepPolicy, StepState, Unaccelerated
-from ablate.sampling.schedule import mask_schedule
+from ablate.sampling.schedule import mask_schedule, order_ranks
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class SamplerConfig:
     r_temp: float = 7.0  # Gumbel noise on confidences at step 0 (annealed to 0)
     sm_temp: float = 1.0  # softmax temperature multiplier on logits
     schedule: str = "arccos"
+    unmasking: str = "confidence"  # which masked positions a step commits: confidence (MaskGIT) | halton (fixed, spread)
 
 
 @dataclass
@@ -56,6 +57,9 @@ class MaskGITSampler:
         self.cfg = cfg
         self.counts = mask_schedule(cfg.steps, model.seq_len, cfg.schedule)
         self.device = model_device(model)
+        ranks = order_ranks(cfg.unmasking, model.seq_len)
+        # a fixed order commits by priority instead of confidence (the noise is still drawn: same streams either way)
+        self.priority = None if ranks is None else -ranks.to(self.device, torch.float32)
         self.amp_dtype = amp_dtype
 
     def guidance(self, step: int) -> float:
@@ -107,7 +111,8 @@ class MaskGITSampler:
             conf = logp.gather(-1, sampled[..., None]).squeeze(-1)
             noise_scale = cfg.r_temp * (1 - i / (cfg.steps - 1)) if cfg.steps > 1 else 0.0
             conf = conf + noise_scale * _gumbel(conf.shape, generator, dev)
-            committed = policy.commit(state, conf, self.counts[i])
+            pick = conf if self.priority is None else self.priority.expand_as(conf)
+            committed = policy.commit(state, pick, self.counts[i])
             tokens = torch.where(committed, sampled, tokens)
             order = torch.where(committed, torch.full_like(order, i), order)
             out = StepOutput(logits2, feature2, sampled, committed)

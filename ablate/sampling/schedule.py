@@ -1,4 +1,4 @@
-"""Schedules: how many tokens each step commits, and which steps of a budget run the base model."""
+"""Schedules: how many tokens each step commits, in which order, and which steps of a budget run the base model."""
 
 from __future__ import annotations
 
@@ -29,6 +29,46 @@ def full_steps(steps: int, budget: int) -> list[int]:
     for k in range(1, budget):
         chosen.append(max(chosen[-1] + 1, round(steps * k / budget)))
     return chosen
+
+
+ORDERS = ("confidence", "halton")  # which still-masked positions a step commits first
+
+
+def radical_inverse(i: int, base: int) -> float:
+    """The i-th element of the van der Corput sequence in `base` (digits of i mirrored behind the point)."""
+    f, r = 1.0, 0.0
+    while i > 0:
+        f /= base
+        r += f * (i % base)
+        i //= base
+    return r
+
+
+def halton_order(height: int, width: int) -> list[int]:
+    """Grid positions (row-major) in the order of the 2-D Halton sequence in bases 2 (columns) and 3 (rows) from its
+    first point, each cell taken where the sequence first lands in it: spread out, never clustered."""
+    seen, order, i = set(), [], 0
+    while len(order) < height * width:
+        i += 1
+        cell = int(radical_inverse(i, 3) * height) * width + int(radical_inverse(i, 2) * width)
+        if cell not in seen:
+            seen.add(cell)
+            order.append(cell)
+    return order
+
+
+def order_ranks(order: str, seq_len: int):
+    """Rank of each position in a fixed unmasking order (None: by confidence, MaskGIT's)."""
+    if order not in ORDERS:
+        raise AblateError(f"unmasking: unknown order {order!r}; choose {' or '.join(ORDERS)}")
+    if order == "confidence":
+        return None
+    side = math.isqrt(seq_len)
+    if side * side != seq_len:
+        raise AblateError(f"unmasking: halton needs a square token grid, got {seq_len} positions")
+    ranks = torch.empty(seq_len, dtype=torch.long)
+    ranks[torch.tensor(halton_order(side, side))] = torch.arange(seq_len)
+    return ranks
 
 
 def mask_schedule(steps: int, seq_len: int, mode: str = "arccos") -> list[int]:

@@ -28,12 +28,13 @@ class TrajectoryConfig:
     cfg_w: float = 1.0
     r_temp: float = 7.0
     sm_temp: float = 1.0
+    unmasking: str = "confidence"  # the sampler's order: a Halton-order trial never learns from confidence order
 
 
 def record(base, cfg: TrajectoryConfig, out: Path) -> Path:
     """Run the vanilla sampler on random labels and write shards + index.json into `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    sampler = MaskGITSampler(base, SamplerConfig(cfg.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp))
+    sampler = MaskGITSampler(base, SamplerConfig(cfg.steps, cfg.cfg_w, cfg.r_temp, cfg.sm_temp, unmasking=cfg.unmasking))
     gen = torch.Generator().manual_seed(cfg.seed)
     shards = []
     bar = progress(range(0, cfg.n_images, cfg.shard_size), desc="teacher trajectories")

@@ -125,7 +125,7 @@ class Runner:
                 if not trials:
                     continue
                 match = [t for t in trials if t["method"] == v.method
-                         and all(float(t[k]) == float(x) for k, x in v.sampler.items())
+                         and all(_same(t[k], x) for k, x in v.sampler.items())
                          and (pending or methods.knobs(t["method"], t["knobs"]).model_dump(mode="json") == knobs)
                          and (pending or all(t["knobs"].get(k, knobs[k]) == knobs[k] for k in v.knobs))
                          and (v.method == "vanilla" or v.budget is None or t["budget"] == v.budget)
@@ -566,9 +566,17 @@ def _is_variant(trial: dict, v: dict, budget: int) -> bool:
         return False
     if v["method"] != "vanilla" and trial["budget"] != (v.get("budget") or budget):
         return False
-    if any(float(trial[k]) != float(x) for k, x in (v.get("sampler") or {}).items()):
+    if not all(_same(trial[k], x) for k, x in (v.get("sampler") or {}).items()):
         return False
     return methods.knobs(trial["method"], trial["knobs"]).model_dump(mode="json") == v["knobs"]
+
+
+def _same(a, b) -> bool:
+    """A sampler setting as a trial holds it and as a claim names it (numbers as numbers, names as names)."""
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
 
 
 def _md(path: Path, lines: list[str], cmd: Optional[str]) -> Path:

@@ -58,7 +58,7 @@ class Variant(_Strict):
     method: str
     knobs: dict[str, Any] = Field(default_factory=dict)
     budget: Optional[int] = None
-    sampler: dict[Literal["cfg_w", "r_temp", "sm_temp"], float] = Field(default_factory=dict)
+    sampler: dict[Literal["cfg_w", "r_temp", "sm_temp", "unmasking"], Union[float, str]] = Field(default_factory=dict)
 
     @field_validator("method")
     @classmethod

@@ -34,10 +34,14 @@ class EvalSettings(_Strict):
     amp: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast on GPUs; CPU trials run fp32
 
 
+ORDER = Literal["confidence", "halton"]
+
+
 class SamplerSettings(_Strict):
     cfg_w: float = 1.0
     r_temp: float = 7.0
     sm_temp: float = 1.0
+    unmasking: ORDER = "confidence"  # which masked positions a step commits first (every method)
 
 
 class Resources(_Strict):
@@ -67,6 +71,7 @@ class SamplerAxes(_Strict):
     cfg_w: Optional[Union[float, list[float]]] = None
     r_temp: Optional[Union[float, list[float]]] = None
     sm_temp: Optional[Union[float, list[float]]] = None
+    unmasking: Optional[Union[ORDER, list[ORDER]]] = None
 
 
 class GridBlock(_Strict):
@@ -211,6 +216,8 @@ class SearchSpace(_Strict):
                 d.pop("device", None)
             if isinstance(d.get("eval"), dict) and d["eval"].get("amp") == "auto":
                 d["eval"].pop("amp", None)
+            if isinstance(d.get("sampler"), dict) and d["sampler"].get("unmasking") == "confidence":
+                d["sampler"].pop("unmasking", None)
         return d
 
     def trial_device(self) -> str:
