@@ -257,15 +257,24 @@ def cmd_ui(args) -> int:
     uri = args.tracking_uri or default_tracking_uri()
     host = f"http://127.0.0.1:{args.port}"
     urls = []
-    if not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///"):]).is_file():
-        client = open_client(uri)
-        for exp in client.search_experiments():
-            if exp.name == "Default" and not client.search_runs([exp.experiment_id], max_results=1):
-                continue
-            if exp.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:  # stores made before the tag: mend them
-                client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
-            urls.append((exp.name, runs_url(exp.experiment_id, host)))
-    cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise AblateError(f"tracking uri {uri}: no MLflow database there; run a sweep first (python -m ablate sweep "
+                          "smoke), or give --tracking-uri")
+    client = open_client(uri)
+    for exp in client.search_experiments():
+        if exp.name == "Default" and not client.search_runs([exp.experiment_id], max_results=1):
+            continue
+        if exp.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:  # stores made before the tag: mend them
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+        urls.append((exp.name, runs_url(exp.experiment_id, host)))
+    import socket
+
+    with socket.socket() as probe:  # a busy port: one line now, not a server that dies after the addresses
+        if probe.connect_ex(("127.0.0.1", args.port)) == 0:
+            raise AblateError(f"--port: {args.port} is already in use on 127.0.0.1; give another (--port 5001)")
+    # this interpreter's MLflow, whatever the shell's PATH (a venv that is not activated has no `mlflow` on it)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port",
+           str(args.port), "--workers", "1"]
     if uri.startswith("sqlite:///"):
         cmd += ["--default-artifact-root", (runs_dir() / "artifacts").as_uri()]
     print(" ".join(cmd))

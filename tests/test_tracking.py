@@ -55,7 +55,7 @@ def test_experiments_are_model_training_and_ui_prints_the_runs_table(tmp_path, m
     out = capsys.readouterr().out
     assert f"http://127.0.0.1:5077/#/experiments/{tr.experiment_id}/runs" in out
     assert f"http://127.0.0.1:5077/#/experiments/{old}/runs" in out
-    assert calls and calls[0][:2] == ["mlflow", "ui"] and "5077" in calls[0]
+    assert calls and calls[0][:4] == [sys.executable, "-m", "mlflow", "ui"] and "5077" in calls[0]  # any PATH
     assert client.get_experiment(old).tags[EXPERIMENT_KIND] == MODEL_TRAINING  # mended
 
 
@@ -71,3 +71,23 @@ def test_artifacts_live_beside_the_sqlite_database(tmp_path, monkeypatch):
         tr = Tracker(uri, name)
         location = open_client(uri).get_experiment(tr.experiment_id).artifact_location
         assert location == (tmp_path / "study" / "artifacts" / name).as_uri()
+
+
+def test_ui_stops_with_one_line_on_a_missing_store_or_a_busy_port(tmp_path, capsys):
+    import socket
+
+    from ablate.cli import main
+
+    assert main(["ui", "--no-browser", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"]) == 2
+    assert "no MLflow database there" in capsys.readouterr().err
+    from ablate.tracking.mlflow_log import open_client
+
+    open_client(f"sqlite:///{tmp_path / 'm.db'}")
+    capsys.readouterr()  # MLflow's own lines of creating the store
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        assert main(["ui", "--no-browser", "--port", str(port), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --port: {port} is already in use on 127.0.0.1; give another " \
+                                              "(--port 5001)"
