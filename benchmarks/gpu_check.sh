@@ -35,8 +35,8 @@ for m in "vanilla" "shortcut --budget 4" "feature_cache --budget 4"; do
 done
 step "scaling" 150 bash -c "python3 benchmarks/scaling.py --device cuda --batch-size 256 --rounds 5 --no-sweep \
   --configs 7x7 14x14 14x14-wide --out $OUT/scaling_cuda.json | tee $OUT/scaling_cuda.md"
-step "latency" 90 bash -c "python3 benchmarks/latency_ratio.py --device cuda --steps 16 --budget 3 4 6 \
-  --method shortcut feature_cache --rounds 6 --batch-size 500 | tee $OUT/latency_cuda.md"
+step "latency" 90 python3 benchmarks/latency_ratio.py --device cuda --steps 16 --budget 3 4 6 \
+  --method shortcut feature_cache --rounds 6 --batch-size 500 --out $OUT/latency_cuda.md
 if python3 -c "import ray, mlflow, optuna, pydantic" 2>/dev/null; then
   ABLATE_RUNS=/tmp/gpu_runs step "smoke sweep" 120 python3 -m ablate sweep smoke --device cuda --no-report
 else
@@ -49,3 +49,12 @@ for m in "vanilla" "shortcut --budget 8"; do
   step "mnist14 eval $tag" 300 python3 -m ablate eval --device cuda --dataset mnist14 --steps 32 \
     --method $m --n-samples 2000 --batch-size 500 --json "$OUT/mnist14_$tag.json"
 done
+# What made each file here: manifest.json beside them (command, commit where git answers, date, versions).
+python3 - "$OUT" <<'PY'
+import sys
+from pathlib import Path
+from ablate.study.manifest import write_tool_manifest
+for f in sorted(Path(sys.argv[1]).iterdir()):
+    if f.is_file() and f.name != "manifest.json":
+        write_tool_manifest(f, "bash benchmarks/gpu_check.sh (step writing " + f.name + ")")
+PY
