@@ -321,3 +321,33 @@ def test_adaptive_policy_extremes_and_calibration(tiny_model, tmp_path, monkeypa
     out = MaskGITSampler(tiny_model, SamplerConfig(steps=6)).sample(
         balanced_labels(6, tiny_model.num_classes), torch.Generator().manual_seed(4), acc)
     assert len(out.full_steps) == 3
+
+
+def test_dkv_cache_with_a_refresh_every_step_is_vanilla(tiny_model):
+    """Known answers: refreshed at every step (or at every step of a full budget) it is vanilla; on a budget of 2 its
+    cheap steps recompute exactly the still-masked positions and those committed at the previous step (checked
+    against a broken version once: one that left out the previous step's commits failed the spy)."""
+    van, _ = run(tiny_model, "vanilla")
+    every, acc = run(tiny_model, "dkv_cache", refresh_interval=1)
+    assert acc.full == set(range(6)) and torch.equal(every.tokens, van.tokens)
+    full_budget, _ = run(tiny_model, "dkv_cache", budget=6)
+    assert torch.equal(full_budget.tokens, van.tokens)
+    assert sorted(methods.build("dkv_cache", steps=10, refresh_interval=4).full) == [0, 4, 8]
+    seen = []
+    acc = methods.build("dkv_cache", steps=6, budget=2)
+    choose = acc.choose
+
+    def spy(state):
+        pos = choose(state)
+        need = (state.mask | state.committed_prev).repeat(state.branches, 1)
+        picked = torch.zeros_like(need).scatter_(1, pos, True)
+        seen.append(bool(torch.equal(picked, need)))
+        return pos
+
+    acc.choose = spy
+    out = MaskGITSampler(tiny_model, SamplerConfig(steps=6)).sample(LABELS, torch.Generator().manual_seed(0), acc)
+    assert seen and all(seen) and (out.tokens < tiny_model.mask_id).all()
+    sampler = MaskGITSampler(tiny_model, SamplerConfig(steps=6))
+    m = cost.count_flops(sampler, LABELS, torch.Generator().manual_seed(0), methods.build("dkv_cache", steps=6,
+                                                                                            budget=2)).as_measures()
+    assert 0 < m["accel_cost_ratio"] < 1
