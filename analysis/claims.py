@@ -97,19 +97,6 @@ def test(a: dict, b: dict, measure: str, kind: str = "better", margin: Optional[
     return out
 
 
-def decide(a: dict, b: dict, better: str, equal: bool = False) -> dict:
-    """One uncorrected two-sided comparison and its verdict (a single test, as a table's bold uses)."""
-    res = test(a, b, "fid" if better == "min" else "token_agreement")
-    if res["n_seeds"] == 0:
-        return res | {"verdict": "n/a"}
-    if res["n_seeds"] < 2:
-        return res | {"verdict": "UNTESTED (1 seed)"}
-    good = res["diff"] < 0 if better == "min" else res["diff"] > 0
-    if equal:
-        return res | {"verdict": "DOES NOT HOLD" if (res["p"] < 0.05 and good) else "HOLDS"}
-    return res | {"verdict": ("HOLDS" if good else "DOES NOT HOLD") if res["p"] < 0.05 else "NOT SIGNIFICANT"}
-
-
 def equal_cost(df: pd.DataFrame, c: dict, b: int, measure: str, a: dict, seed_plan: Optional[dict] = None) -> dict:
     """The first variant against the second's measure interpolated at the first's FLOPs, seed by seed (linear in
     FLOPs between the second's two nearest budgets on either side), or n/a with the reason."""

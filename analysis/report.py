@@ -132,20 +132,6 @@ def report(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[str
     return rep
 
 
-def write_with_command(lines: list, out: Optional[str], script: str, argv: Optional[list]) -> str:
-    """A Markdown result with the exact command that made it under it; printed, and written to `out` if given
-    (what the scripts in benchmarks/ that read sweeps from MLflow end with)."""
-    import sys
-
-    cmd = f"python {script} " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = "\n".join(lines) + f"\n\n`{cmd}`\n"
-    print(text)
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
-    return text
-
-
 def _finite(obj):
     """JSON without NaN (not valid JSON): a hypervolume that could not be computed becomes null."""
     if isinstance(obj, dict):

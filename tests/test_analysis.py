@@ -617,14 +617,22 @@ def test_ablation_groups_never_average_two_settings_as_seeds():
 
 
 def test_claim_verdicts_follow_the_paired_test():
-    from analysis.claims import decide
+    """One claim alone (a family of one: no correction): the direction decides HOLDS or DOES NOT HOLD where the paired
+    test is significant, NOT SIGNIFICANT where not, and one seed is untested."""
+    import pandas as pd
+
+    from analysis.claims import evaluate
+
+    def verdict(a, b):
+        rows = [{"method": m, "B": 4, "N": 16, "seed": s, "fid": f, "n_samples": 100}
+                for m, fids in (("taylor", a), ("foca", b)) for s, f in fids.items()]
+        return evaluate(pd.DataFrame(rows), [_claim("c", ("taylor", {}), ("foca", {}), measures=["fid"])], "s")[0]
 
     lower = {0: 30.0, 1: 31.0, 2: 29.5}
-    assert decide(lower, {0: 32.0, 1: 33.1, 2: 31.4}, "min")["verdict"] == "HOLDS"  # lower FID on every seed
-    assert decide({0: 32.0, 1: 33.1, 2: 31.4}, lower, "min")["verdict"] == "DOES NOT HOLD"
-    assert decide(lower, {0: 31.0, 1: 30.0, 2: 30.0}, "min")["verdict"] == "NOT SIGNIFICANT"
-    assert decide({0: 1.0}, {0: 2.0}, "min")["verdict"] == "UNTESTED (1 seed)"
-    assert decide(lower, {0: 32.0, 1: 33.1, 2: 31.4}, "min", equal=True)["verdict"] == "DOES NOT HOLD"
+    assert verdict(lower, {0: 32.0, 1: 33.1, 2: 31.4})["verdict"] == "HOLDS"  # lower FID on every seed
+    assert verdict({0: 32.0, 1: 33.1, 2: 31.4}, lower)["verdict"] == "DOES NOT HOLD"
+    assert verdict(lower, {0: 31.0, 1: 30.0, 2: 30.0})["verdict"] == "NOT SIGNIFICANT"
+    assert verdict({0: 1.0}, {0: 2.0})["verdict"] == "UNTESTED (1 seed)"
 
 
 def _claim(name, better, other, **kw):
