@@ -251,12 +251,12 @@ def cmd_ui(args) -> int:
     import threading
     import webbrowser
 
-    from ablate.tracking.mlflow_log import (EXPERIMENT_KIND, MODEL_TRAINING, default_tracking_uri, open_client,
-                                            runs_dir, runs_url)
+    from ablate.tracking.mlflow_log import (EXPERIMENT_KIND, MODEL_TRAINING, default_tracking_uri, newest_sweep,
+                                            open_client, runs_dir, runs_url, write_shared_views)
 
     uri = args.tracking_uri or default_tracking_uri()
     host = f"http://127.0.0.1:{args.port}"
-    urls = []
+    urls = []  # (start time of its newest sweep, experiment, address)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         raise AblateError(f"tracking uri {uri}: no MLflow database there; run a sweep first (python -m ablate sweep "
                           "smoke), or give --tracking-uri")
@@ -266,7 +266,15 @@ def cmd_ui(args) -> int:
             continue
         if exp.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:  # stores made before the tag: mend them
             client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
-        urls.append((exp.name, runs_url(exp.experiment_id, host)))
+        parent = newest_sweep(client, exp.experiment_id)
+        if parent is None:
+            urls.append((0, exp.name, runs_url(exp.experiment_id, host)))
+            continue
+        trials, _ = write_shared_views(client, exp.experiment_id, parent)  # (again: a store made before them)
+        started = client.get_run(parent).info.start_time or 0
+        urls.append((started, exp.name, f"{runs_url(exp.experiment_id, host)}?viewStateShareKey={trials}"))
+    urls.sort(key=lambda u: -u[0])  # the newest sweep first: the one a browser opens
+    urls = [(name, url) for _, name, url in urls]
     import socket
 
     with socket.socket() as probe:  # a busy port: one line now, not a server that dies after the addresses
@@ -282,8 +290,8 @@ def cmd_ui(args) -> int:
         print(f"experiment {name!r}: {url}")
     if not urls:
         print(f"no experiments yet in {uri}: run a sweep, then open {host}")
-    print("(the runs table of each experiment; a sweep's trials are the children of its row: expand it with the + "
-          "left of its name)", flush=True)
+    print("(each experiment's newest sweep: its trials, one row each; add &compareRunsMode=CHART for FID against "
+          "speedup. MLflow's Assistant panel may open on the right the first time: close it with its X)", flush=True)
     if urls and not args.no_browser:
         def _open():
             try:

@@ -254,8 +254,8 @@ def run_sweep(space: SearchSpace, experiment: Optional[str] = None, tracking_uri
     if stats["failed"]:
         print(f"sweep {space.name}: {stats['failed']} trial(s) FAILED; each failed run holds its error (tag "
               f"ablate.error, artifact error.txt) in experiment {tracker.experiment!r} of {tracker.uri}")
-    print(f"MLflow UI: `python -m ablate ui`, then {tracker.runs_url()} (the runs table; expand the sweep's row "
-          f"for its trials), or {tracker.compare_view(parent)} (its trials: FID against speedup)")
+    print(f"MLflow UI: `python -m ablate ui` opens {tracker.trials_view(parent)} (this sweep's trials, one row each); "
+          f"{tracker.compare_view(parent)} draws FID against speedup, one point per setting")
     return {"parent_run_id": parent, "experiment_id": tracker.experiment_id, "experiment": tracker.experiment,
             "tracking_uri": tracker.uri, **summary}
 

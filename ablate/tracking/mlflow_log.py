@@ -22,6 +22,8 @@ from ablate.errors import AblateError
 from ablate.store import config_hash
 
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+# What the UI's shared views show of each trial (besides its method, B and seed).
+VIEW_METRICS = ("fid", "speedup_flops", "speedup_wall", "token_agreement", "gflops_per_image")
 # MLflow 3 opens an experiment on its GenAI overview unless the experiment says it holds model training runs.
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
@@ -227,6 +229,46 @@ def finished_by_key(client, experiment_id: str, parent_id: Optional[str] = None)
     return done
 
 
+def write_shared_views(client, experiment_id: str, parent_id: str) -> tuple[str, str]:
+    """Write the sweep's two shared views as experiment tags (`mlflow.sharedViewState.<key>`, what the UI's own
+    Share button writes; MLflow 3.17's UI restores these keys of one, checked by tests/test_ui_browser.py):
+    - trials: its trials only (`searchFilter` on their parent; sorted by FID, since under the default sort the UI
+      nests children under their collapsed parent), chosen columns, every run shown in charts (`SHOW_ALL`, not the
+      first 10);
+    - compare: the same, grouped by setting (the mean over seeds) and drawn as two scatter charts.
+    An address must carry only the key (and compareRunsMode): any search setting in it makes the UI skip the view.
+    The spread over seeds is not drawn by MLflow: the report's interactive Pareto figure has the intervals."""
+    section = f"ablate-{parent_id[:12]}-speed"
+    charts = [{"uuid": f"{section}-{x}", "type": "SCATTER", "runsCountToCompare": 100, "metricSectionId": section,
+               "deleted": False, "isGenerated": False, "displayName": f"FID against {name} speedup",
+               "xaxis": {"key": x, "type": "METRIC"}, "yaxis": {"key": "fid", "type": "METRIC"}}
+              for x, name in (("speedup_flops", "FLOPs"), ("speedup_wall", "wall-clock"))]
+    # placeholders that stop the UI from adding a chart of its own for every metric
+    charts += [{"uuid": f"{section}-auto-{m}", "type": "BAR", "metricKey": m, "metricSectionId": section,
+                "deleted": True, "isGenerated": True, "runsCountToCompare": 10} for m in VIEW_METRICS]
+    base = {"selectedColumns": [f"params.`{p}`" for p in ("method", "budget", "seed")]
+            + [f"metrics.`{m}`" for m in VIEW_METRICS] + ["tags.`ablate.setting`"],
+            "runsHiddenMode": "SHOW_ALL", "orderByKey": "metrics.`fid`", "orderByAsc": True,
+            "searchFilter": f"tags.`mlflow.parentRunId` = '{parent_id}'",
+            "compareRunCharts": charts, "hideEmptyCharts": False, "isAccordionReordered": True,
+            "compareRunSections": [{"uuid": section, "name": "Speed against quality (ablate)", "display": True,
+                                    "isReordered": False, "deleted": False, "isGenerated": False}]}
+    grouped = base | {"groupBy": {"aggregateFunction": "average",
+                                  "groupByKeys": [{"mode": "tag", "groupByData": "ablate.setting"}]},
+                      "groupsExpanded": {}, "useGroupedValuesInCharts": True}
+    keys = (f"ablate-{parent_id[:16]}-trials", f"ablate-{parent_id[:16]}-compare")
+    for key, state in zip(keys, (base, grouped)):
+        client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{key}", json.dumps(state))
+    return keys
+
+
+def newest_sweep(client, experiment_id: str) -> Optional[str]:
+    """The run id of an experiment's newest sweep (parent run), or None."""
+    runs = client.search_runs([experiment_id], filter_string="tags.`ablate.role` = 'sweep'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
 class Tracker:
     def __init__(self, tracking_uri: Optional[str], experiment: str):
         import mlflow
@@ -254,41 +296,34 @@ class Tracker:
         """The experiment's runs table in the MLflow UI (not its GenAI overview)."""
         return runs_url(self.experiment_id, host)
 
+    def trials_view(self, parent_id: str, host: str = "http://127.0.0.1:5000") -> str:
+        """The address of a sweep's trials in the MLflow UI, every one a row with its method, B, seed, FID, speedups and
+        token agreement, no click needed (a shared view: `shared_views`)."""
+        return f"{self.runs_url(host)}?viewStateShareKey={self.shared_views(parent_id)[0]}"
+
     def compare_view(self, parent_id: str, host: str = "http://127.0.0.1:5000") -> str:
-        """An address that opens MLflow's chart view with FID against FLOPs and wall-clock speedup as scatter
-        charts; expanding the sweep's row (its +: the UI does not share which rows are expanded) plots its
-        trials there. The UI keeps such a view as an experiment tag
-        (`mlflow.sharedViewState.<key>`, what its own Share button writes) named by the address's
-        `viewStateShareKey`; this writes that tag."""
-        key = f"ablate-{parent_id[:16]}"
-        section = f"{key}-speed-quality"
-        charts = [{"uuid": f"{key}-{x}", "type": "SCATTER", "runsCountToCompare": 100, "metricSectionId": section,
-                   "deleted": False, "isGenerated": False, "displayName": f"FID against {name} speedup",
-                   "xaxis": {"key": x, "type": "METRIC"}, "yaxis": {"key": "fid", "type": "METRIC"}}
-                  for x, name in (("speedup_flops", "FLOPs"), ("speedup_wall", "wall-clock"))]
-        state = {"compareRunCharts": charts,
-                 "compareRunSections": [{"uuid": section, "name": "Speed against quality (ablate)", "display": True,
-                                         "isReordered": False, "deleted": False, "isGenerated": False}],
-                 "isAccordionReordered": True, "hideEmptyCharts": False}
-        self.client.set_experiment_tag(self.experiment_id, f"mlflow.sharedViewState.{key}", json.dumps(state))
-        return f"{self.runs_url(host)}?viewStateShareKey={key}&compareRunsMode=CHART"
+        """The address of the sweep's comparison: FID against FLOPs and against wall-clock speedup, one point per
+        setting (the mean over its seeds: trials grouped by their `ablate.setting` tag), every setting drawn."""
+        return f"{self.runs_url(host)}?viewStateShareKey={self.shared_views(parent_id)[1]}&compareRunsMode=CHART"
+
+    def shared_views(self, parent_id: str) -> tuple[str, str]:
+        return write_shared_views(self.client, self.experiment_id, parent_id)
 
     def describe_parent(self, run_id: str, space_name: str, command: str, n_trials: int) -> None:
         """The parent run's description (MLflow shows it on the run's page and as a tooltip in the table)."""
-        url = self.runs_url()
-        compare = self.compare_view(run_id)
         text = "\n".join([
             f"**Sweep `{space_name}`**: {n_trials} trials, one child run each (named method-N-B-knobs-seed).",
             "",
             f"- Command: `{command}`",
             f"- Commit: `{git_commit()}`, ablate {ablate.__version__}",
-            f"- Runs table: {url} (`python -m ablate ui` serves it). The trials are this run's children: expand "
-            "its row with the `+` left of its name.",
-            f"- Compare: {compare} opens the chart view with FID against FLOPs and wall-clock speedup; expand "
-            "this sweep's row (+) to plot its trials (or tick trials, then **Compare**). `token_agreement` and "
-            "`ssim` say how close each stays to the base model.",
+            f"- Its trials: {self.trials_view(run_id)} (`python -m ablate ui` serves it and opens it): every trial a "
+            "row with method, B, seed, FID, speedups and token agreement (how close it stays to the base model).",
+            f"- Compare: {self.compare_view(run_id)} opens the chart view, FID against FLOPs and wall-clock speedup, "
+            "one point per setting (the mean of its seeds). MLflow draws no interval: the report's interactive "
+            "Pareto figure does.",
             "- Figures: this run's artifacts, `report/` (Pareto PNG/PDF and `pareto_fid_vs_speedup_flops.html`, "
-            "interactive: method, B and knobs on hover), once the sweep's report has run.",
+            "interactive: method, B and knobs on hover, 95% intervals over seeds as error bars), once the sweep's "
+            "report has run.",
         ])
         self.client.set_tag(run_id, "mlflow.note.content", text)
 
@@ -353,6 +388,7 @@ class Tracker:
             "ablate.method": methods.get(trial["method"]).name,
             "ablate.role": "trial",
             "ablate.session": self.session,
+            "ablate.setting": run_name(dict(trial, seed=0)),  # the setting without its seed: the UI groups by it
         }
         run = self.client.create_run(self.experiment_id, run_name=run_name(trial), tags=tags)
         from mlflow.entities import Param
