@@ -84,11 +84,15 @@ def test_ui_shows_the_trials_and_draws_the_comparison_without_a_click(tmp_path):
             return False
 
         def close_assistant():
-            """The Assistant panel opens by itself on a first visit to a local server: close it with its X."""
-            wait_for(lambda: "Assistant" in body(), timeout=10)
-            for button in browser.find_elements("css selector", "button[aria-label='Close']"):
+            """The Assistant panel opens by itself on a first visit to a local server: close it with its X, as the
+            README says, and see it gone."""
+            x = "[data-component-id='mlflow.assistant.chat_panel.close']"
+            wait_for(lambda: browser.find_elements("css selector", x), timeout=15)
+            for button in browser.find_elements("css selector", x):
                 if button.is_displayed():
                     button.click()
+            assert wait_for(lambda: not [b for b in browser.find_elements("css selector", x) if b.is_displayed()],
+                            timeout=15)
 
         browser.get(trials)
         wait_for(lambda: all(n in body() for n in TRIALS))
