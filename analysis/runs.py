@@ -183,6 +183,11 @@ def load_runs(experiments: Iterable[str] = (), tracking_uris: Iterable[Optional[
         raise AblateError(f"experiment {what}: no FINISHED trial runs ({other})")
     knob_names = sorted({k for r in rows for k in r.pop("_knobs")})
     df = pd.DataFrame(rows)
+    from ablate.store import ADDED_LATER
+
+    for col, implied in ADDED_LATER.items():  # runs logged before a setting existed ran at its implied value
+        if col in df:
+            df[col] = df[col].where(df[col].notna(), implied)
     df["source"] = _source_labels(df)
     df["B"] = pd.to_numeric(df["B"], errors="coerce")
     # A halving sweep also holds its trials' runs on fewer samples (lower rungs): FID is biased by the sample
@@ -205,7 +210,7 @@ def _same_trial(run) -> str:
     every knob with its default, as each run logs them), whichever version of trial keys tagged them."""
     from ablate.store import ADDED_LATER
 
-    return repr(sorted((k, v) for k, v in run.data.params.items() if ADDED_LATER.get(k) != v))
+    return repr(sorted((k, v) for k, v in run.data.params.items() if ADDED_LATER.get(k.split(".")[-1]) != v))
 
 
 def _source_labels(df: pd.DataFrame) -> pd.Series:

@@ -351,3 +351,45 @@ def test_dkv_cache_with_a_refresh_every_step_is_vanilla(tiny_model):
     m = cost.count_flops(sampler, LABELS, torch.Generator().manual_seed(0), methods.build("dkv_cache", steps=6,
                                                                                             budget=2)).as_measures()
     assert 0 < m["accel_cost_ratio"] < 1
+
+
+def test_the_greedy_schedule_search_climbs_to_a_known_optimum_within_its_budget():
+    from ablate.methods.schedule_search import greedy, neighbours
+
+    assert neighbours([0, 4, 8], 12) == [[0, 3, 8], [0, 5, 8], [0, 2, 8], [0, 6, 8], [0, 4, 7], [0, 4, 9],
+                                         [0, 4, 6], [0, 4, 10]]
+    target = [0, 2, 11]
+    score = lambda full: -sum(abs(a - b) for a, b in zip(full, target))  # noqa: E731
+    best, value, spent = greedy([0, 4, 8], 12, score, evals=60)
+    assert best == target and value == 0 and spent <= 60
+    best, value, spent = greedy([0, 4, 8], 12, score, evals=5)  # out of evaluations: the best seen so far
+    assert spent <= 5 and value >= score([0, 4, 8]) and len(best) == 3 and best[0] == 0
+
+
+def test_a_searched_schedule_is_a_store_entry_no_worse_than_the_papers(tiny_model, tmp_path, monkeypatch):
+    """Taylor with `schedule: searched`: the search keeps B full steps with step 0, ends no worse on its objective than
+    the paper's schedule it starts from, and is searched once (a second method of the same knobs loads it)."""
+    from ablate.methods import schedule_search as ss
+
+    monkeypatch.setenv("ABLATE_STORE", str(tmp_path / "store"))
+    monkeypatch.setattr(ss, "IMAGES", 12)
+    monkeypatch.setattr(ss, "EVALS", 12)
+    calls = []
+    real = ss.greedy
+    monkeypatch.setattr(ss, "greedy", lambda *a, **k: calls.append(1) or real(*a, **k))
+    acc = methods.build("taylor", steps=6, budget=3, schedule="searched")
+    paper = sorted(acc.full)
+    acc.follow_sampler(SamplerConfig(steps=6))
+    acc.prepare(tiny_model, log=lambda *_: None)
+    assert len(acc.full) == 3 and 0 in acc.full and calls == [1]
+    entry = next((tmp_path / "store" / "schedules").glob("*/schedule.json"))
+    import json
+
+    saved = json.loads(entry.read_text())
+    assert saved["paper"] == paper and saved["searched"] == sorted(acc.full)
+    assert saved["agreement"] >= saved["paper_agreement"] and saved["evaluations"] <= 12
+    again = methods.build("taylor", steps=6, budget=3, schedule="searched")
+    again.follow_sampler(SamplerConfig(steps=6))
+    again.prepare(tiny_model, log=lambda *_: None)
+    assert again.full == acc.full and calls == [1]  # loaded, not searched again
+    assert methods.build("taylor", steps=6, budget=3).describe()["knobs"]["schedule"] == "paper"

@@ -50,6 +50,9 @@ class ShortcutMethod(Method):
                                                                      "(default: the sampler's cfg_w)")
         train_seed: int = Field(0, ge=0, description="seed of its training (initialisation and batches)")
         checkpoint: Optional[str] = Field(None, description="a trained shortcut's folder (default: the store's)")
+        schedule: Literal["paper", "searched"] = Field(
+            "paper", description="which B steps are full: the paper's rule, or searched for token agreement with the "
+                                 "unaccelerated run once trained (methods/schedule_search.py; a store entry)")
 
         @model_validator(mode="after")
         def _rollout_fits(self):
@@ -75,10 +78,12 @@ class ShortcutMethod(Method):
         self.checkpoint = k.checkpoint
         self.net = None
         self.meta: dict = {}
+        self.sampler_cfg = None
 
     def follow_sampler(self, cfg) -> None:
         """Record the teacher trajectories with the sampler's guidance (unless `traj_cfg_w` is given) and
         temperatures: the features the shortcut learns are those it will be asked to move."""
+        self.sampler_cfg = cfg
         traj = self.train_cfg.trajectories
         cfg_w = traj.cfg_w if self.knobs.traj_cfg_w is not None else cfg.cfg_w
         traj = replace(traj, cfg_w=cfg_w, r_temp=cfg.r_temp, sm_temp=cfg.sm_temp, unmasking=cfg.unmasking)
@@ -96,6 +101,12 @@ class ShortcutMethod(Method):
                                   f"({width}) must equal the feature width ({model.dim})")
 
             self.net, self.meta = load_or_train(model, self.sc_cfg, self.train_cfg, self.checkpoint, log=log)
+        if self.knobs.schedule == "searched" and not getattr(self, "_searched", False):
+            from ablate.methods.schedule_search import searched_full_steps
+            from ablate.sampling import SamplerConfig
+
+            self._searched = True  # before the search: its own sampling calls begin(), hence prepare()
+            self.full = set(searched_full_steps(self, model, self.sampler_cfg or SamplerConfig(self.steps), log=log))
 
     def begin(self, model, batch_size):
         self.prepare(model)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Literal
+
 from pydantic import Field
 
 from ablate.methods.base import Knobs, Method
@@ -32,10 +34,25 @@ class Taylor(Method):
 
     class Knobs(Knobs):
         order: int = Field(1, ge=0, le=2, description="order m of the forecast (0 = feature caching)")
+        schedule: Literal["paper", "searched"] = Field(
+            "paper", description="which B steps are full: the paper's rule, or searched for token agreement with the "
+                                 "unaccelerated run (methods/schedule_search.py; a store entry)")
 
     def __init__(self, steps, budget=None, knobs=None):
         super().__init__(steps, budget, knobs)
         self.order = self.knobs.order
+        self.sampler_cfg = None
+
+    def follow_sampler(self, cfg) -> None:
+        self.sampler_cfg = cfg
+
+    def prepare(self, model, log=print) -> None:
+        if self.knobs.schedule == "searched" and not getattr(self, "_searched", False):
+            from ablate.methods.schedule_search import searched_full_steps
+            from ablate.sampling import SamplerConfig
+
+            self._searched = True
+            self.full = set(searched_full_steps(self, model, self.sampler_cfg or SamplerConfig(self.steps), log=log))
 
     def begin(self, model, batch_size):
         self.derivs, self.t_last = [], None
