@@ -202,11 +202,16 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
     per_step = feature_error(st.vanilla_sampler(), labels[: cfg.feature_error_images], batch_seed(cfg.seed, 0), acc)
     latency = cost.median_ms_per_image(batch_times)
     flop_measures = flops.as_measures()
-    if acc.adaptive:  # full steps vary per batch: count the ones taken, not those of the 2-image FLOPs run
-        acc.full_taken = [len(f) for f, n in out.batches for _ in range(n)]
+    if acc.adaptive or acc.variable_steps:  # steps vary per batch: count those taken, not the 2-image FLOPs run's
+        acc.full_taken = [len(f) for f, n, _ in out.batches for _ in range(n)]
         f = sum(acc.full_taken) / len(acc.full_taken)
+        s = float(acc.nominal_steps)
+        if acc.variable_steps:
+            acc.steps_taken = [k for _, n, k in out.batches for _ in range(n)]
+            s = sum(acc.steps_taken) / len(acc.steps_taken)
+            measures["steps_mean"] = s
         flop_measures["gflops_per_image"] = (f * flop_measures["gflops_full_step"]
-                                             + (acc.nominal_steps - f) * flop_measures["gflops_accel_step"])
+                                             + (s - f) * flop_measures["gflops_accel_step"])
         measures["full_steps_mean"] = f
     measures.update(
         latency_ms_per_image=latency,
@@ -329,7 +334,7 @@ def _generate(st: Setup, batch_times: list):
         def build(folder: Path, sl=sl):
             save_file({"tokens": out.tokens[sl].cpu().contiguous(), "order": out.order[sl].cpu().contiguous()},
                       str(folder / "batch.safetensors"))
-            (folder / "full.json").write_text(json.dumps(out.batches[j][0]))
+            (folder / "full.json").write_text(json.dumps(out.batches[j][0]))  # steps taken: read from `order`
 
         store.get_or_build("sample_batches", keys[j], build, log=lambda *_: None)
     return out

@@ -17,8 +17,8 @@ from analysis.pareto import hypervolume_2d, pareto_front
 from analysis.stats import half_width, interval, significantly_best
 
 SUMMARY = ["fid", "kid_mean", "precision", "recall", "class_acc", "latency_ms_per_image", "gflops_per_image",
-           "full_steps_mean", "speedup_wall", "speedup_flops", "feature_cos", "token_agreement", "psnr", "ssim"]
-NOT_RANKED = {"full_steps_mean"}  # a description of the run (B's mean), not a quality: never bold
+           "full_steps_mean", "steps_mean", "speedup_wall", "speedup_flops", "feature_cos", "token_agreement", "psnr", "ssim"]
+NOT_RANKED = {"full_steps_mean", "steps_mean"}  # a description of the run (B's mean), not a quality: never bold
 WALL = {"latency_ms_per_image", "speedup_wall"}  # timed, so comparable only within one machine session
 FLOOR = {"fid": "floor_fid", "kid_mean": "floor_kid_mean", "precision": "floor_precision", "recall": "floor_recall"}
 DIGITS = {k: m.digits for k, m in L.MEASURES.items()}

@@ -137,3 +137,13 @@ def test_a_larger_run_reuses_the_batches_a_smaller_one_drew(tiny_bundle):
     assert small["sampled_images"] == 30 and big["measures"]["sampled_images"] == 30
     assert fresh["measures"]["sampled_images"] == 60
     assert torch.equal(big["images"], fresh["images"]) and big["measures"]["fid"] == fresh["measures"]["fid"]
+
+
+def test_parallel_decoding_counts_the_steps_it_took(tiny_bundle):
+    """A method whose steps vary logs the mean steps taken, and its FLOPs per image are those steps' (every one a
+    full step here), not N's; its ideal speedup is N over them."""
+    m = evaluate(EvalConfig(dataset="digits", method="parallel_decode", steps=4, knobs={"tau": 1e-6, "k_max": 49},
+                            n_samples=20, batch_size=10))["measures"]
+    assert 1 <= m["steps_mean"] < 4 and m["full_steps_mean"] == m["steps_mean"]
+    assert m["gflops_per_image"] == pytest.approx(m["steps_mean"] * m["gflops_full_step"])
+    assert m["ideal_speedup"] == pytest.approx(4 / m["steps_mean"])

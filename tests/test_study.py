@@ -33,6 +33,12 @@ def project_copy(tmp_path: Path, study: str = "smoke") -> Path:
     shutil.copytree(s.out_dir(), root / "results" / study)
     (root / "results" / "runs").mkdir()
     shutil.copy(s.path(s.store), root / "results" / "runs")
+    import sqlite3
+
+    with sqlite3.connect(root / "results" / "runs" / Path(s.store).name) as db:  # new runs' artifacts stay in the copy
+        for exp_id, name in db.execute("select experiment_id, name from experiments").fetchall():
+            where = (root / "results" / "runs" / "artifacts" / name).as_uri()
+            db.execute("update experiments set artifact_location = ? where experiment_id = ?", (where, exp_id))
     return root
 
 

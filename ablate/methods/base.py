@@ -54,6 +54,9 @@ class Method:
     # True: which steps are full is decided while sampling, so the number of full steps varies per batch; a
     # trial then counts FLOPs and the ideal speedup from the full steps actually taken.
     adaptive: ClassVar[bool] = False
+    # True: the number of steps varies per batch (a policy that commits faster than the schedule); a trial counts FLOPs
+    # and the ideal speedup from the steps and full steps actually taken.
+    variable_steps: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -72,6 +75,8 @@ class Method:
         self.nominal_steps = steps  # N the method is compared at (step reduction runs fewer)
         self.budget = budget
         self.full = set(full_steps(steps, budget))
+        self.steps_taken: list[int] = []  # per image, set by a trial where the steps vary
+        self.full_taken: list[int] = []
 
     # -- the sampler's side ------------------------------------------------------------------
     def follow_sampler(self, cfg) -> None:
@@ -116,6 +121,9 @@ class Method:
     def ideal_speedup(self, measured_c: float) -> float:
         """N / (B + (N - B) c): the speedup over N full steps when N - B steps cost c of a full one each."""
         n, b = self.nominal_steps, self.budget
+        if self.steps_taken:  # N / (F + (S - F) c) from the steps S and full steps F actually taken
+            s, f = (sum(x) / len(x) for x in (self.steps_taken, self.full_taken))
+            return n / (f + (s - f) * self.cheap_step_cost(measured_c))
         return n / (b + (n - b) * self.cheap_step_cost(measured_c))
 
     def describe(self) -> dict:

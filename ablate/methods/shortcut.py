@@ -116,14 +116,22 @@ class ShortcutMethod(Method):
         self.feature = feature
 
     def skip_step(self, model, state):
-        # Every row commits the schedule's count at a step, so row 0's count is every row's (training pads
-        # rows of different steps instead: shortcut/train.py's pair_inputs).
-        k = int(state.committed_prev[0].sum())
-        pos = state.committed_prev.float().argsort(dim=1, descending=True, stable=True)[:, :k]
-        tokens = state.tokens.gather(1, pos)
+        # Under the mask schedule every row commits the same count at a step; a policy that commits by threshold
+        # (parallel_decode) does not, and then rows are padded as training pads them (shortcut/train.py).
+        counts = state.committed_prev.sum(1)
+        k = int(counts[0])
+        valid = None
+        if bool((counts == k).all()):
+            pos = state.committed_prev.float().argsort(dim=1, descending=True, stable=True)[:, :k]
+            tokens = state.tokens.gather(1, pos)
+        else:
+            from ablate.shortcut.train import padded
+
+            pos, tokens, valid = padded(state.committed_prev, state.tokens)
         ratio = state.mask.float().mean(1)
         r = state.branches
-        self.feature = self.net(self.feature, tokens.repeat(r, 1), pos.repeat(r, 1), ratio.repeat(r))
+        args = (self.feature, tokens.repeat(r, 1), pos.repeat(r, 1), ratio.repeat(r))
+        self.feature = self.net(*args) if valid is None else self.net(*args, valid.repeat(r, 1))
         return model.head(self.feature), self.feature
 
     def num_params(self) -> int:

@@ -47,6 +47,7 @@ MEASURES: dict[str, Measure] = {
     "sample_seconds_n1000": Measure("Sampling time of the first 1,000 samples", "s", "min", 1, "s@1k"),
     "sampled_images": Measure("Images sampled by this run", "", "min", 0, "sampled"),
     "full_steps_mean": Measure("Full steps taken (mean)", "", "min", 2, "full steps"),
+    "steps_mean": Measure("Steps taken (mean)", "", "min", 2, "steps"),
     "params": Measure("Params", "", "min", 0, "params"),
     "shortcut_params": Measure("Shortcut params", "", "min", 0, "params"),
     "train_seconds": Measure("Train time", "s", "min", 0, "train s"),

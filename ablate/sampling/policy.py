@@ -10,7 +10,7 @@ in the stack, so that methods (above) implement it and the sampler imports nothi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Optional, Protocol, runtime_checkable
 
 import torch
 
@@ -29,6 +29,7 @@ class StepState:
     null_label: int
     branches: int  # 2 with classifier-free guidance ([cond; uncond]), else 1
     is_full: bool = True
+    sampled_logp: Optional[torch.Tensor] = None  # (B, L) log-probability of each position's sampled token (commit)
 
     @property
     def mask_ratio(self) -> float:

@@ -37,7 +37,9 @@ class SampleOutput:
     tokens: torch.Tensor  # (B, L) final tokens
     order: torch.Tensor  # (B, L) step at which each position was committed
     full_steps: list[int] = field(default_factory=list)
-    batches: list[tuple[list[int], int]] = field(default_factory=list)  # generate(): (full steps, images) per batch
+    # generate(): (full steps, images, steps taken) per batch
+    batches: list[tuple[list[int], int, int]] = field(default_factory=list)
+    steps_taken: int = 0  # steps run: N, or fewer where a policy commits faster and nothing is left masked
 
 
 Hook = Callable[[StepState, StepOutput], None]
@@ -89,8 +91,12 @@ class MaskGITSampler:
         branches = 2 if cfg.cfg_w != 0 else 1
         policy.begin(model, b)
         done_full = []
+        taken = 0
         for i in range(cfg.steps):
             mask = tokens == model.mask_id
+            if i and not bool(mask.any()):  # a policy that commits more than the schedule may finish early
+                break
+            taken = i + 1
             state = StepState(i, cfg.steps, tokens, labels, mask, committed_prev, model.mask_id, model.num_classes, branches)
             state.is_full = policy.is_full(state)
             with autocast(dev, self.amp_dtype):
@@ -109,6 +115,7 @@ class MaskGITSampler:
             logp = torch.log_softmax(logits * cfg.sm_temp, dim=-1)
             sampled = (logp + _gumbel(logp.shape, generator, dev)).argmax(-1)  # Gumbel-max = categorical sample
             conf = logp.gather(-1, sampled[..., None]).squeeze(-1)
+            state.sampled_logp = conf
             noise_scale = cfg.r_temp * (1 - i / (cfg.steps - 1)) if cfg.steps > 1 else 0.0
             conf = conf + noise_scale * _gumbel(conf.shape, generator, dev)
             pick = conf if self.priority is None else self.priority.expand_as(conf)
@@ -119,7 +126,7 @@ class MaskGITSampler:
             for hook in hooks:
                 hook(state, out)
             committed_prev = committed
-        return SampleOutput(tokens, order, done_full)
+        return SampleOutput(tokens, order, done_full, steps_taken=taken)
 
     def generate(
         self,
@@ -149,7 +156,8 @@ class MaskGITSampler:
             tokens.append(out.tokens.to(self.device))
             order.append(out.order.to(self.device))
             full = out.full_steps
-            batches.append((list(out.full_steps), len(out.tokens)))
+            steps = out.steps_taken or int(out.order.max()) + 1  # a stored batch: its last commit's step
+            batches.append((list(out.full_steps), len(out.tokens), steps))
         return SampleOutput(torch.cat(tokens), torch.cat(order), full, batches)
 
 
