@@ -331,7 +331,8 @@ def _device_args(s: argparse.ArgumentParser, amp: bool = True) -> None:
     s.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (cuda when available; default)")
     if amp:
         s.add_argument("--amp", default="auto",
-                       help="autocast of the base model on a GPU: auto (bf16, else fp16) | fp32 | bf16 | fp16")
+                       help="autocast of the base model: auto (GPU: bf16, else fp16; CPU: none) | fp32 | "
+                             "bf16 (GPU or CPU) | fp16 (GPU)")
 
 
 def cmd_eval(args) -> int:

@@ -3,7 +3,8 @@
 - `resolve_device('cpu' | 'cuda' | 'cuda:N' | 'auto')`: auto is cuda when torch sees one, else cpu;
   asking for cuda without one is a one-line AblateError (never a silent fallback).
 - `autocast_dtype(device, precision, model)`: the mixed-precision dtype of the base model's forward
-  (bf16 on GPUs that have it, else fp16; none on CPU, where results stay bit-identical to fp32 runs).
+  (auto: bf16 on GPUs that have it, else fp16; none on a CPU, where runs stay bit-identical to fp32 runs).
+  On a CPU only an explicit `bf16` autocasts (it pays where the CPU has AVX512-BF16 or AMX; fp16 is GPU-only).
   A model can refuse autocast with `autocast_ok = False`; `precision='fp32'` turns it off.
 - `Timer(device)`: CUDA events on a GPU (the paper's latency), perf_counter on a CPU.
 
@@ -62,9 +63,9 @@ def autocast_dtype(device: torch.device, precision: str = "auto", model=None) ->
     if precision == "fp32":
         return None
     if device.type != "cuda":
-        if precision != "auto":
-            raise AblateError(f"amp: {precision} autocast runs on a GPU only (--device cuda); use auto or fp32")
-        return None
+        if precision == "fp16":
+            raise AblateError("amp: fp16 autocast runs on a GPU only (--device cuda); on a CPU use fp32, auto or bf16")
+        return torch.bfloat16 if precision == "bf16" else None
     if precision == "auto":
         if model is not None and not getattr(model, "autocast_ok", True):
             return None

@@ -52,7 +52,7 @@ class EvalConfig:
     feature_error_images: int = 32
     base: Optional[str] = None  # None/"native": the dataset's MaskGIT; "hf:PATH": a transformers masked LM
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    amp: str = "auto"  # autocast on GPUs (not the precision measure): auto (bf16, else fp16) | fp32 | bf16 | fp16; CPU runs fp32
+    amp: str = "auto"  # autocast: auto (GPU: bf16, else fp16; CPU: fp32) | fp32 | bf16 (GPU or CPU) | fp16 (GPU)
     reuse_samples: bool = False  # keep each generated batch in the store; a larger run of the same trial reuses them
     unmasking: str = "confidence"  # which masked positions a step commits first: confidence | halton
 
@@ -63,7 +63,7 @@ KEY_VERSION = 2  # how trial keys are derived (1: the trial as given, defaults d
 def trial_identity(trial) -> dict:
     """What makes two trials the same trial: every field of its EvalConfig (every sampler setting among them), the
     method's knobs resolved to their values (a default given and one left out are one trial), the precision it runs
-    at (a CPU trial runs fp32 whatever `amp` says) and a learned method's training format (a change of what its
+    at (a CPU trial runs fp32 unless `amp` is bf16) and a learned method's training format (a change of what its
     training data mean reruns its trials). The one place a trial's identity is derived: `trial_key` hashes it for
     --resume, the tracker tags it, sweeps and studies match runs by it."""
     cfg = trial if isinstance(trial, EvalConfig) else EvalConfig(**trial)
@@ -71,7 +71,7 @@ def trial_identity(trial) -> dict:
     cls = methods.get(cfg.method)
     d["knobs"] = methods.knobs(cfg.method, cfg.knobs).model_dump(mode="json")
     d["base"] = None if cfg.base in (None, "", "native") else cfg.base
-    d["amp"] = "fp32" if cfg.device == "cpu" else cfg.amp
+    d["amp"] = ("bf16" if cfg.amp == "bf16" else "fp32") if cfg.device == "cpu" else cfg.amp
     d["training_format"] = cls.training_format
     return d
 

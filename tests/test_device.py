@@ -46,8 +46,9 @@ def test_resolve_with_cuda(fake_cuda):
 def test_autocast_dtype_cpu():
     assert device.autocast_dtype(torch.device("cpu"), "auto") is None
     assert device.autocast_dtype(torch.device("cpu"), "fp32") is None
-    with pytest.raises(AblateError, match="^amp: bf16 autocast runs on a GPU only"):
-        device.autocast_dtype(torch.device("cpu"), "bf16")
+    assert device.autocast_dtype(torch.device("cpu"), "bf16") is torch.bfloat16  # only when asked for
+    with pytest.raises(AblateError, match="^amp: fp16 autocast runs on a GPU only"):
+        device.autocast_dtype(torch.device("cpu"), "fp16")
     with pytest.raises(AblateError, match="^amp: unknown autocast 'int8'"):
         device.autocast_dtype(torch.device("cpu"), "int8")
 
@@ -264,3 +265,6 @@ def test_trial_key_unchanged_by_new_defaults():
     old = {"dataset": "mnist", "method": "vanilla", "steps": 8}
     assert trial_key({**old, "base": None, "device": "cpu", "amp": "auto"}) == trial_key(old)
     assert trial_key({**old, "device": "cuda"}) != trial_key(old)
+    cpu = {**old, "device": "cpu"}
+    assert trial_key({**cpu, "amp": "fp32"}) == trial_key({**cpu, "amp": "auto"})  # both run fp32
+    assert trial_key({**cpu, "amp": "bf16"}) != trial_key(cpu)  # --resume never mixes fp32 and bf16 runs

@@ -31,7 +31,7 @@ class EvalSettings(_Strict):
     reference: Literal["held_out", "train"] = "held_out"  # FID's real images (held-out: never trained on)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     batch_size: int = Field(250, ge=1)
-    amp: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast on GPUs; CPU trials run fp32
+    amp: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast; on a CPU only bf16 autocasts
 
 
 ORDER = Literal["confidence", "halton"]
