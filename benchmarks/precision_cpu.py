@@ -80,7 +80,8 @@ def main(argv=None) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("\n".join(lines) + "\n")
-        write_tool_manifest(out, command, {"n_samples": args.n_samples, "seeds": args.seeds,
+        write_tool_manifest(out, command, {"what": "timing and fidelity: bf16 autocast against fp32 on this CPU",
+                                           "n_samples": args.n_samples, "seeds": args.seeds,
                                            "batch_size": args.batch_size})
     return 0
 

@@ -133,7 +133,8 @@ def main(argv=None) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("\n".join(lines) + "\n")
-        write_tool_manifest(out, command, {"rounds": args.rounds, "n_samples": args.n_samples, "seed": args.seed})
+        write_tool_manifest(out, command, {"what": "timing: where a trial's time goes, by stage (cProfile), former and new KID",
+                                           "rounds": args.rounds, "n_samples": args.n_samples, "seed": args.seed})
     return 0
 
 
