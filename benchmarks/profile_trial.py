@@ -30,7 +30,7 @@ STAGES = [
     ("trial (all)", "ablate/evaluate.py", ["evaluate"]),
     ("set-up: load, build, prepare", "ablate/evaluate.py", ["setup"]),
     ("sampling: every batch", "ablate/evaluate.py", ["_generate"]),
-    ("decoding tokens to images", "ablate/pretrained/__init__.py", ["decode"]),
+    ("decoding tokens to images (also the unaccelerated run's, inside scoring)", "ablate/pretrained/__init__.py", ["decode"]),
     ("FLOPs counting", "ablate/metrics/cost.py", ["count_flops"]),
     ("per-step feature error", "ablate/metrics/feature_error.py", ["feature_error"]),
     ("scoring (all)", "ablate/evaluate.py", ["quality_measures"]),

@@ -132,10 +132,25 @@ def test_kid_equals_torch_fidelity(n1, n2, size):
     assert ours == pytest.approx((theirs["kernel_inception_distance_mean"], theirs["kernel_inception_distance_std"]),
                                  rel=1e-9, abs=1e-15)
     assert ours[1] > 0  # the subsets differ: a std of 0 would mean one subset repeated
-    other = gen * 1.1  # the reference's cached sums serve a second generated set
+    other = gen * 1.1  # a second generated set against the same reference
     theirs = kid_features_to_metric(other, ref, kid_subsets=30, kid_subset_size=size, verbose=False)
     assert quality.kid(other, ref, subsets=30, size=size) == pytest.approx(
         (theirs["kernel_inception_distance_mean"], theirs["kernel_inception_distance_std"]), rel=1e-9, abs=1e-15)
+
+
+def test_kid_in_row_blocks_and_for_large_sets(monkeypatch):
+    """Kernels computed a few rows at a time give the same KID; sets far larger than the subsets take
+    torch-fidelity's per-subset path (same value), so neither memory nor time grows with the set squared."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    g = torch.Generator().manual_seed(2)
+    gen, ref = torch.randn(200, 8, generator=g, dtype=torch.float64), torch.randn(260, 8, generator=g, dtype=torch.float64)
+    whole = quality.kid(gen, ref, subsets=10, size=150)
+    monkeypatch.setattr(quality, "KID_BLOCK", 7)
+    assert quality.kid(gen, ref, subsets=10, size=150) == pytest.approx(whole, rel=1e-12)
+    theirs = kid_features_to_metric(gen, ref, kid_subsets=10, kid_subset_size=20, verbose=False)
+    assert quality.kid(gen, ref, subsets=10, size=20) == pytest.approx(
+        (theirs["kernel_inception_distance_mean"], theirs["kernel_inception_distance_std"]), rel=1e-12)
 
 
 def test_kid_subset_larger_than_a_side_is_one_clear_error():

@@ -150,22 +150,28 @@ def _weights_path(name: str, bundle) -> str:
 
 SCORE_VERSION = 2  # part of every cached score's key: bump it when `score` changes what or how it computes
 KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 2020  # torch-fidelity's defaults
-_REF_KID_SUMS: dict = {}  # (reference digest, generated count, subset size, subsets, seed) -> its kernel sums
+KID_BLOCK = 2048  # rows of a kernel held at once: memory stays block x set size, whatever the set size
 
 
 def kid(gen: torch.Tensor, ref: torch.Tensor, subsets: int = KID_SUBSETS, size: int = KID_SUBSET_SIZE,
         seed: int = KID_SEED) -> tuple[float, float]:
     """KID (mean and std over subsets) exactly as torch-fidelity defines it (cubic polynomial kernel, unbiased MMD^2,
-    the same subsets drawn from the same numpy RNG), computed from each image set's kernel matrices once.
+    the same subsets drawn from the same numpy RNG), from each image set's kernels computed once.
 
     Why: torch-fidelity builds three size x size kernels per subset (100 subsets: most of a trial's scoring time).
-    A subset's kernel sum is w'Kw for its 0/1 indicator w, so one matrix product with all subsets' indicators
-    gives every subset's sums from the full kernels."""
+    A subset's kernel sum is w'Kw for its 0/1 indicator w, so one product with all subsets' indicators gives every
+    subset's sums from the whole sets' kernels (in row blocks). Where the whole sets cost more than the subsets
+    (sets much larger than the subset size), torch-fidelity's own per-subset computation runs instead."""
     import numpy as np
 
     n1, n2, d = len(gen), len(ref), gen.shape[1]
     if size > min(n1, n2):
         raise AblateError(f"n_samples: KID subsets of {size} need that many images on each side, got {n1} and {n2}")
+    if (n1 * n1 + n2 * n2 + n1 * n2) * (d + subsets) > 3 * subsets * size * size * d:
+        from torch_fidelity.metric_kid import kid_features_to_metric
+
+        k = kid_features_to_metric(gen, ref, kid_subsets=subsets, kid_subset_size=size, rng_seed=seed, verbose=False)
+        return float(k["kernel_inception_distance_mean"]), float(k["kernel_inception_distance_std"])
     rng = np.random.RandomState(seed)
     picks = [(rng.choice(n1, size, replace=False), rng.choice(n2, size, replace=False)) for _ in range(subsets)]
     w1 = torch.zeros(n1, subsets, dtype=torch.float64)
@@ -175,17 +181,17 @@ def kid(gen: torch.Tensor, ref: torch.Tensor, subsets: int = KID_SUBSETS, size: 
         w2[torch.from_numpy(b), s] = 1.0
     x, y = gen.double(), ref.double()
 
-    def off_diagonal_sums(f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        k = (f @ f.T / d + 1.0) ** 3
-        return ((k @ w) * w).sum(0) - (k.diagonal()[:, None] * w).sum(0)
+    def sums(f: torch.Tensor, wf: torch.Tensor, g: torch.Tensor, wg: torch.Tensor) -> torch.Tensor:
+        """Per subset: the sum of k(f_i, g_j) over its f rows and g columns."""
+        out = torch.zeros(subsets, dtype=torch.float64)
+        for i in range(0, len(f), KID_BLOCK):
+            out += ((((f[i:i + KID_BLOCK] @ g.T) / d + 1.0) ** 3 @ wg) * wf[i:i + KID_BLOCK]).sum(0)
+        return out
 
-    key = (hashlib.sha256(y.contiguous().numpy().tobytes()).hexdigest(), n1, size, subsets, seed)
-    if key not in _REF_KID_SUMS:  # a reference's own sums are the same for every run scored against it
-        if len(_REF_KID_SUMS) >= 8:
-            _REF_KID_SUMS.clear()
-        _REF_KID_SUMS[key] = off_diagonal_sums(y, w2)
-    cross = (((x @ y.T / d + 1.0) ** 3 @ w2) * w1).sum(0)
-    mmd = (off_diagonal_sums(x, w1) + _REF_KID_SUMS[key]) / (size * (size - 1)) - 2.0 * cross / (size * size)
+    def off_diagonal(f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return sums(f, w, f, w) - ((((f * f).sum(1) / d + 1.0) ** 3)[:, None] * w).sum(0)
+
+    mmd = (off_diagonal(x, w1) + off_diagonal(y, w2)) / (size * (size - 1)) - 2.0 * sums(x, w1, y, w2) / (size * size)
     return float(mmd.mean()), float(mmd.std(unbiased=False))
 
 
