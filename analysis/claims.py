@@ -115,9 +115,9 @@ def equal_cost(df: pd.DataFrame, c: dict, b: int, measure: str, a: dict, seed_pl
     every = select(df, v2["method"], v2["knobs"], None, v2.get("sampler")).dropna(subset=["gflops_per_image", measure])
     interp, lacking = {}, None
     for s, x in zip(first["seed"].astype(int), first["gflops_per_image"].astype(float)):
-        if s not in a:
-            continue
         pts = every[every["seed"].astype(int) == s].sort_values("gflops_per_image")
+        if s not in a or pts.empty:  # a seed the second variant never ran is no pair (seeds added to other claims)
+            continue
         xs, ys = pts["gflops_per_image"].to_numpy(float), pts[measure].to_numpy(float)
         if len(xs) and (xs.min() <= x <= xs.max()):
             interp[s] = float(np.interp(x, xs, ys))

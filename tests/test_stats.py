@@ -66,6 +66,10 @@ def test_equal_cost_interpolates_the_other_seed_by_seed_and_never_extrapolates()
     assert e.get("p_equal_cost") is None
     e = _entries(a, b, {4: 2.0})[0]
     assert e["equal_cost"].startswith("same cost")
+    # a seed only the first variant ran (seeds added for another claim) is no pair: the other seeds still interpolate
+    e = _entries(a + [30.5], b, {4: 1.9, 5: 2.4})[0]
+    assert e["equal_cost"] == "interpolated" and e["diff_equal_cost"] == pytest.approx(
+        np.mean(np.array(a) - (np.array(b) - 0.2)))
 
 
 def test_a_no_loss_claim_holds_only_inside_its_margin_and_never_from_a_null_result():
