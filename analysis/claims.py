@@ -99,7 +99,8 @@ def test(a: dict, b: dict, measure: str, kind: str = "better", margin: Optional[
 
 def equal_cost(df: pd.DataFrame, c: dict, b: int, measure: str, a: dict, seed_plan: Optional[dict] = None) -> dict:
     """The first variant against the second's measure interpolated at the first's FLOPs, seed by seed (linear in
-    FLOPs between the second's two nearest budgets on either side), or n/a with the reason."""
+    FLOPs between the second's two nearest budgets on either side), on the seeds where the second's runs lie on
+    both sides of that cost (the others are no pair: never extrapolated); n/a with the reason below two such seeds."""
     if "gflops_per_image" not in df:
         return {"equal_cost": "n/a: no FLOPs logged"}
     v1, v2 = c["better"], c["other"]
@@ -123,7 +124,7 @@ def equal_cost(df: pd.DataFrame, c: dict, b: int, measure: str, a: dict, seed_pl
             interp[s] = float(np.interp(x, xs, ys))
         else:
             lacking = (x, xs)
-    if lacking is not None or len(interp) < 2:
+    if len(interp) < 2:
         x, xs = lacking if lacking is not None else (c1, np.array([]))
         span = f"its runs cost {xs.min():.3f}-{xs.max():.3f}" if len(xs) else "it has no runs"
         return out | {"equal_cost": f"n/a: no run of {v2['method']} on each side of {x:.3f} GFLOPs/image ({span}); "

@@ -39,14 +39,15 @@ def test_margins_decide_no_loss_and_equivalence_only_inside_the_interval():
     assert stats.non_inferiority_p([0.9, 1.3, 1.1], 1.0) > 0.5  # a loss about the margin: not shown
 
 
-def _entries(fids_a, fids_b, flops_b=None, kind="better", margin=None):
+def _entries(fids_a, fids_b, flops_b=None, kind="better", margin=None, drop=()):
     from analysis.claims import evaluate
 
     rows = []
     for method, fids, flops in (("taylor", fids_a, {4: 2.0}), ("feature_cache", fids_b, flops_b or {4: 1.9})):
         for b, gf in flops.items():
             rows += [{"method": method, "B": b, "N": 16, "seed": s, "fid": f + (0 if b == 4 else (4 - b) * 1.0),
-                      "gflops_per_image": gf, "n_samples": 100} for s, f in enumerate(fids)]
+                      "gflops_per_image": gf, "n_samples": 100}
+                     for s, f in enumerate(fids) if (method, b, s) not in drop]
     side = lambda m: {"method": m, "knobs": {}, "given": {}, "budget": None}  # noqa: E731
     claim = {"name": "c", "better": side("taylor"), "other": side("feature_cache"), "measures": ["fid"],
              "budgets": [4], "kind": kind, "margin": {"fid": margin} if margin else {}}
@@ -66,6 +67,10 @@ def test_equal_cost_interpolates_the_other_seed_by_seed_and_never_extrapolates()
     assert e.get("p_equal_cost") is None
     e = _entries(a, b, {4: 2.0})[0]
     assert e["equal_cost"].startswith("same cost")
+    # a seed where the other ran only the equal budget is no pair either (no extrapolation); the rest interpolate
+    e = _entries(a, b, {4: 1.9, 5: 2.4}, drop={("feature_cache", 5, 2)})[0]
+    assert e["equal_cost"] == "interpolated" and e["n_seeds_equal_cost"] == 2
+    assert e["diff_equal_cost"] == pytest.approx(np.mean(np.array(a[:2]) - (np.array(b[:2]) - 0.2)))
     # a seed only the first variant ran (seeds added for another claim) is no pair: the other seeds still interpolate
     e = _entries(a + [30.5], b, {4: 1.9, 5: 2.4})[0]
     assert e["equal_cost"] == "interpolated" and e["diff_equal_cost"] == pytest.approx(
