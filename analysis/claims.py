@@ -176,7 +176,10 @@ def evaluate(df: pd.DataFrame, claims: list[dict], study: str, alpha: float = 0.
 
 def finalize(entries: list[dict], alpha: float, correction: str, seed_plan: Optional[dict]) -> None:
     """Adjusted p, verdict and mde of every entry, family by family and measure. A family's equal-cost tests are
-    corrected together with its equal-B tests (each counts: a claim tested both ways is two tests)."""
+    corrected together with its equal-B tests (each counts: a claim tested both ways is two tests). Under a seed
+    plan, a test looked at on more than one seed count is group-sequential; an equal-cost test whose bracketing runs
+    exist on one seed count only (the plan adds seeds at a claim's budget, not at its neighbours) is looked at once:
+    Bonferroni on its p."""
     families: dict = {}
     for i, e in enumerate(entries):
         key = (e["family"], e["measure"])
@@ -187,9 +190,10 @@ def finalize(entries: list[dict], alpha: float, correction: str, seed_plan: Opti
     for tests in families.values():
         m = len(tests)
         if seed_plan:
-            adj = [m * sequential_p(entries[i]["p_by_seeds" if not sfx else "p_by_seeds_equal_cost"],
-                                    seed_plan["min"], seed_plan["max"], alpha / m)
-                   if (not sfx or "p_by_seeds_equal_cost" in entries[i]) else math.nan for i, sfx in tests]
+            adj = [m * entries[i]["p_equal_cost"] if sfx and len(entries[i].get("p_by_seeds_equal_cost") or {}) <= 1
+                   else m * sequential_p(entries[i]["p_by_seeds" if not sfx else "p_by_seeds_equal_cost"],
+                                         seed_plan["min"], seed_plan["max"], alpha / m)
+                   for i, sfx in tests]
             level = boundaries(seed_plan["min"], seed_plan["max"], alpha / m)[seed_plan["max"]]
             name = (f"group-sequential, O'Brien-Fleming spending over {seed_plan['min']}-{seed_plan['max']} seeds, "
                     f"Bonferroni over {m}")

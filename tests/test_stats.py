@@ -39,7 +39,7 @@ def test_margins_decide_no_loss_and_equivalence_only_inside_the_interval():
     assert stats.non_inferiority_p([0.9, 1.3, 1.1], 1.0) > 0.5  # a loss about the margin: not shown
 
 
-def _entries(fids_a, fids_b, flops_b=None, kind="better", margin=None, drop=()):
+def _entries(fids_a, fids_b, flops_b=None, kind="better", margin=None, drop=(), seed_plan=None):
     from analysis.claims import evaluate
 
     rows = []
@@ -51,7 +51,7 @@ def _entries(fids_a, fids_b, flops_b=None, kind="better", margin=None, drop=()):
     side = lambda m: {"method": m, "knobs": {}, "given": {}, "budget": None}  # noqa: E731
     claim = {"name": "c", "better": side("taylor"), "other": side("feature_cache"), "measures": ["fid"],
              "budgets": [4], "kind": kind, "margin": {"fid": margin} if margin else {}}
-    return evaluate(pd.DataFrame(rows), [claim], "s")
+    return evaluate(pd.DataFrame(rows), [claim], "s", seed_plan=seed_plan)
 
 
 def test_equal_cost_interpolates_the_other_seed_by_seed_and_never_extrapolates():
@@ -75,6 +75,16 @@ def test_equal_cost_interpolates_the_other_seed_by_seed_and_never_extrapolates()
     e = _entries(a + [30.5], b, {4: 1.9, 5: 2.4})[0]
     assert e["equal_cost"] == "interpolated" and e["diff_equal_cost"] == pytest.approx(
         np.mean(np.array(a) - (np.array(b) - 0.2)))
+
+
+def test_an_equal_cost_test_on_one_seed_count_is_looked_at_once_under_a_seed_plan():
+    """The plan adds seeds at a claim's budget only, so an equal-cost test whose bracketing runs have 3 seeds is
+    one look: Bonferroni on its p (a first group-sequential look at 3 of 8 seeds could hardly ever decide)."""
+    a, b = [30.0, 31.0, 29.0], [33.0, 34.5, 32.0]
+    e = _entries(a, b, {4: 1.9, 5: 2.4}, seed_plan={"min": 3, "max": 8})[0]
+    assert e["n_seeds_equal_cost"] == 3 and e["family_size"] == 2
+    assert e["p_adjusted_equal_cost"] == pytest.approx(2 * e["p_equal_cost"])
+    assert e["verdict_equal_cost"] == "HOLDS"
 
 
 def test_a_no_loss_claim_holds_only_inside_its_margin_and_never_from_a_null_result():
