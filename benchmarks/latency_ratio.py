@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ablate.evaluate import EvalConfig
 from ablate.methods import parse_knobs
 from ablate.study.latency import interleaved, space_settings
-from ablate.study.manifest import write_tool_manifest
+from ablate.study.manifest import write_tool_output
 
 
 def main(argv=None) -> int:
@@ -46,11 +45,8 @@ def main(argv=None) -> int:
     lines = interleaved(configs, args.rounds, args.batch_size, args.device, command)
     print("\n".join(lines))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("\n".join(lines) + "\n")
-        write_tool_manifest(out, command, {"rounds": args.rounds, "batch_size": args.batch_size,
-                                           "settings": len(configs)})
+        write_tool_output(args.out, lines, command, {"rounds": args.rounds, "batch_size": args.batch_size,
+                                                     "settings": len(configs)})
     return 0
 
 

@@ -15,7 +15,6 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -23,7 +22,7 @@ from analysis.stats import half_width, interval
 from ablate.data import load_dataset
 from ablate.evaluate import EvalConfig, setup
 from ablate.metrics import quality
-from ablate.study.manifest import write_tool_manifest
+from ablate.study.manifest import write_tool_output
 
 SETTINGS = [("vanilla", None), ("shortcut", 4)]
 
@@ -77,12 +76,9 @@ def main(argv=None) -> int:
                      f"{statistics.mean(fid32):.2f} | {interval(statistics.mean(dfid), half_width(dfid), sign='+')} |")
     print("\n".join(lines))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("\n".join(lines) + "\n")
-        write_tool_manifest(out, command, {"what": "timing and fidelity: bf16 autocast against fp32 on this CPU",
-                                           "n_samples": args.n_samples, "seeds": args.seeds,
-                                           "batch_size": args.batch_size})
+        write_tool_output(args.out, lines, command,
+                          {"what": "timing and fidelity: bf16 autocast against fp32 on this CPU",
+                           "n_samples": args.n_samples, "seeds": args.seeds, "batch_size": args.batch_size})
     return 0
 
 

@@ -18,12 +18,11 @@ import pstats
 import statistics
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 from ablate.evaluate import EvalConfig, evaluate
 from ablate.methods import parse_knobs
 from ablate.metrics import quality
-from ablate.study.manifest import write_tool_manifest
+from ablate.study.manifest import write_tool_output
 
 # (row, file suffix, function names): a row's seconds are its functions' inclusive time, summed over calls.
 STAGES = [
@@ -131,11 +130,9 @@ def main(argv=None) -> int:
     lines = table(runs, command, cfg, args.rounds)
     print("\n".join(lines))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("\n".join(lines) + "\n")
-        write_tool_manifest(out, command, {"what": "timing: where a trial's time goes, by stage (cProfile), former and new KID",
-                                           "rounds": args.rounds, "n_samples": args.n_samples, "seed": args.seed})
+        write_tool_output(args.out, lines, command,
+                          {"what": "timing: where a trial's time goes, by stage (cProfile), former and new KID",
+                           "rounds": args.rounds, "n_samples": args.n_samples, "seed": args.seed})
     return 0
 
 

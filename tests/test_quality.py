@@ -144,7 +144,8 @@ def test_kid_in_row_blocks_and_for_large_sets(monkeypatch):
     from torch_fidelity.metric_kid import kid_features_to_metric
 
     g = torch.Generator().manual_seed(2)
-    gen, ref = torch.randn(200, 8, generator=g, dtype=torch.float64), torch.randn(260, 8, generator=g, dtype=torch.float64)
+    gen = torch.randn(200, 8, generator=g, dtype=torch.float64)
+    ref = torch.randn(260, 8, generator=g, dtype=torch.float64)
     whole = quality.kid(gen, ref, subsets=10, size=150)
     monkeypatch.setattr(quality, "KID_BLOCK", 7)
     assert quality.kid(gen, ref, subsets=10, size=150) == pytest.approx(whole, rel=1e-12)

@@ -247,3 +247,19 @@ def test_a_seed_plan_adds_seeds_only_while_a_claim_is_undecided(tmp_path):
     assert {e["n_seeds"] for e in entries} == {3} and all("group-sequential" in e["correction"] for e in entries)
     man = json.loads((root / "results" / "smoke" / "manifest.json").read_text())
     assert man["stages"][0]["seeds"] == [0, 1, 2] and man["store_digest"]["smoke_study"]["runs"] == 9 + 2  # 2 parents
+
+
+def test_a_timing_tool_writes_its_output_and_one_manifest_entry_per_file(tmp_path):
+    """benchmarks/ tools share `write_tool_output`: the Markdown lines as written, and manifest.json beside them
+    gaining one entry per file (command, environment, the tool's own fields) without losing the earlier ones."""
+    import json
+
+    from ablate.study.manifest import write_tool_output
+
+    write_tool_output(tmp_path / "t" / "a.md", ["# a", "x"], "python a.py", {"what": "timing: a", "rounds": 2})
+    write_tool_output(tmp_path / "t" / "b.md", ["# b"], "python b.py")
+    assert (tmp_path / "t" / "a.md").read_text() == "# a\nx\n"
+    man = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    assert man["kind"] == "tool" and set(man["files"]) == {"a.md", "b.md"}
+    assert man["files"]["a.md"]["command"] == "python a.py" and man["files"]["a.md"]["rounds"] == 2
+    assert "torch" in man["files"]["b.md"]["versions"]

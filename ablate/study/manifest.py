@@ -56,6 +56,14 @@ def store_digest(uri: str, experiments: list[str]) -> dict:
     return {"runs": n, "sha256": h.hexdigest()}
 
 
+def write_tool_output(out_file, lines: list[str], command: str, extra: Optional[dict] = None) -> Path:
+    """A timing tool's Markdown output (`--out`), with its record in the manifest beside it."""
+    out = Path(out_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return write_tool_manifest(out, command, extra)
+
+
 def write_tool_manifest(out_file: Path, command: str, extra: Optional[dict] = None) -> Path:
     """A timing tool's record (benchmarks/): one entry per file it wrote, in manifest.json beside it."""
     path = Path(out_file).parent / "manifest.json"
