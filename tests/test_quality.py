@@ -141,6 +141,7 @@ def test_kid_equals_torch_fidelity(n1, n2, size):
 def test_kid_in_row_blocks_and_for_large_sets(monkeypatch):
     """Kernels computed a few rows at a time give the same KID; sets far larger than the subsets take
     torch-fidelity's per-subset path (same value), so neither memory nor time grows with the set squared."""
+    from torch_fidelity import metric_kid
     from torch_fidelity.metric_kid import kid_features_to_metric
 
     g = torch.Generator().manual_seed(2)
@@ -150,8 +151,14 @@ def test_kid_in_row_blocks_and_for_large_sets(monkeypatch):
     monkeypatch.setattr(quality, "KID_BLOCK", 7)
     assert quality.kid(gen, ref, subsets=10, size=150) == pytest.approx(whole, rel=1e-12)
     theirs = kid_features_to_metric(gen, ref, kid_subsets=10, kid_subset_size=20, verbose=False)
+    calls = []
+    monkeypatch.setattr(metric_kid, "kid_features_to_metric",
+                        lambda *a, **k: calls.append(1) or kid_features_to_metric(*a, **k))
     assert quality.kid(gen, ref, subsets=10, size=20) == pytest.approx(
         (theirs["kernel_inception_distance_mean"], theirs["kernel_inception_distance_std"]), rel=1e-12)
+    assert calls == [1]  # the large-set path is torch-fidelity's
+    quality.kid(gen, ref, subsets=10, size=150)
+    assert calls == [1]  # and sets near the subset size never take it
 
 
 def test_kid_subset_larger_than_a_side_is_one_clear_error():
