@@ -203,11 +203,14 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
     latency = cost.median_ms_per_image(batch_times)
     flop_measures = flops.as_measures()
     if acc.adaptive or acc.variable_steps:  # steps vary per batch: count those taken, not the 2-image FLOPs run's
-        acc.full_taken = [len(f) for f, n, _ in out.batches for _ in range(n)]
+        # a batch's steps, or each sample's where finished samples left the batch (a list): its full steps are those
+        # before its last
+        per_image = [(f, k) for f, n, ks in out.batches for k in (ks if isinstance(ks, list) else [ks] * n)]
+        acc.full_taken = [sum(1 for x in f if x < k) for f, k in per_image]
         f = sum(acc.full_taken) / len(acc.full_taken)
         s = float(acc.nominal_steps)
         if acc.variable_steps:
-            acc.steps_taken = [k for _, n, k in out.batches for _ in range(n)]
+            acc.steps_taken = [k for _, k in per_image]
             s = sum(acc.steps_taken) / len(acc.steps_taken)
             measures["steps_mean"] = s
         flop_measures["gflops_per_image"] = (f * flop_measures["gflops_full_step"]

@@ -16,6 +16,9 @@ decides nothing carries its minimum detectable difference (`mde`): 80% power at 
 At equal cost: a `better` claim between variants whose FLOPs differ also compares the first with the second's measure
 linearly interpolated in FLOPs at the first's FLOPs, seed by seed between the second's two nearest budgets (n/a, with
 the reason, where no run of the second lies on each side: never an extrapolation); those tests join their family.
+A claim `at: equal_cost` is tested that way only: its first variant has no budget to pair by (parallel decoding
+takes the steps it needs; dKV-Cache refreshes on its own rule), so its entry (budget None) carries the equal-FLOPs
+test and its verdict.
 """
 
 from __future__ import annotations
@@ -104,14 +107,15 @@ def equal_cost(df: pd.DataFrame, c: dict, b: int, measure: str, a: dict, seed_pl
     if "gflops_per_image" not in df:
         return {"equal_cost": "n/a: no FLOPs logged"}
     v1, v2 = c["better"], c["other"]
+    only = c.get("at") == "equal_cost"  # no equal-B pair: the first's runs at any budget, the second's at all
     first = select(df, v1["method"], v1["knobs"], v1.get("budget") or b, v1.get("sampler"))
     second = select(df, v2["method"], v2["knobs"], v2.get("budget") or (None if v2["method"] == "vanilla" else b),
                     v2.get("sampler"))
     if first.empty or second.empty:
         return {"equal_cost": "n/a"}
     c1, c2 = float(first["gflops_per_image"].mean()), float(second["gflops_per_image"].mean())
-    out = {"cost_better": c1, "cost_other": c2, "cost_diff": c1 - c2}
-    if abs(c1 - c2) <= SAME_COST * c2:
+    out = {"cost_better": c1} if only else {"cost_better": c1, "cost_other": c2, "cost_diff": c1 - c2}
+    if not only and abs(c1 - c2) <= SAME_COST * c2:
         return out | {"equal_cost": "same cost: equal B is equal FLOPs"}
     every = select(df, v2["method"], v2["knobs"], None, v2.get("sampler")).dropna(subset=["gflops_per_image", measure])
     interp, lacking = {}, None
@@ -145,6 +149,9 @@ def evaluate(df: pd.DataFrame, claims: list[dict], study: str, alpha: float = 0.
     entries = []
     for c in claims:
         kind = c.get("kind", "better")
+        if c.get("at") == "equal_cost":
+            entries += _equal_cost_only(df, c, study, seed_plan)
+            continue
         for b in budgets_of(df, c):
             sides = {}
             for side in ("better", "other"):
@@ -172,6 +179,25 @@ def evaluate(df: pd.DataFrame, claims: list[dict], study: str, alpha: float = 0.
                 entries.append(e)
     finalize(entries, alpha, correction, seed_plan)
     return [_clean(e) for e in entries]
+
+
+def _equal_cost_only(df: pd.DataFrame, c: dict, study: str, seed_plan: Optional[dict]) -> list[dict]:
+    """The entries of a claim `at: equal_cost`: the first variant (every run of it) against the second interpolated
+    at its FLOPs, seed by seed; the equal-B fields stay empty."""
+    v = c["better"]
+    first = select(df, v["method"], v["knobs"], v.get("budget"), v.get("sampler"))
+    out = []
+    for m in c["measures"]:
+        e = {"claim": c["name"], "measure": m, "family": c.get("family") or study, "budget": None, "kind": "better",
+             "margin": None, "compared": "equal_cost", "n_seeds": 0,
+             "variants": {s: {"method": c[s]["method"], "knobs": c[s].get("given", {}), "budget": c[s].get("budget"),
+                              **({"sampler": c[s]["sampler"]} if c[s].get("sampler") else {})}
+                          for s in ("better", "other")}}
+        if m not in df or first.empty or first[m].isna().all():
+            out.append(e | {"verdict": "n/a", "why_na": f"no {m} for {v['method']}"})
+            continue
+        out.append(e | equal_cost(df, c, None, m, by_seed(first, m, v["method"]), seed_plan))
+    return out
 
 
 def finalize(entries: list[dict], alpha: float, correction: str, seed_plan: Optional[dict]) -> None:
@@ -208,6 +234,9 @@ def finalize(entries: list[dict], alpha: float, correction: str, seed_plan: Opti
             if e["verdict" + sfx] in UNDECIDED:
                 e["mde" + sfx] = mde(e["sd" + sfx], e["n_seeds" + sfx], level, one_sided=e["kind"] != "better")
     for e in entries:
+        if e.get("compared") == "equal_cost":  # its one test is the equal-FLOPs one
+            e["verdict"] = e.get("verdict_equal_cost") or e.get("verdict") or "n/a"
+            e["n_seeds"] = e.get("n_seeds_equal_cost") or 0
         if "verdict" not in e:
             e["verdict"] = "UNTESTED (1 seed)" if e.get("n_seeds") == 1 else "n/a"
 
@@ -233,11 +262,11 @@ def _num(v, digits=3, sign="") -> str:
 
 def markdown(entries: list[dict], df: pd.DataFrame, title: Optional[str] = None, alpha: float = 0.05) -> list[str]:
     """claims.md: one row per claim, budget and measure, rendered from the entries."""
-    budgets = sorted({e["budget"] for e in entries})
-    at = df[df["B"].isin(budgets)]
+    budgets = sorted({e["budget"] for e in entries if e["budget"] is not None})
+    at = df[df["B"].isin(budgets)] if budgets else df
     n = sorted(int(x) for x in at["n_samples"].dropna().unique())
     corr = sorted({e["correction"] for e in entries if e.get("correction")})
-    head = title or (f"Claims at B = {', '.join(map(str, budgets))} of N = {int(at['N'].max())}, "
+    head = title or (f"Claims at B = {', '.join(map(str, budgets)) or '–'} of N = {int(at['N'].max())}, "
                      f"{', '.join(map(str, n))} samples a run, sampling seeds "
                      f"{', '.join(str(int(s)) for s in sorted(at['seed'].unique()))}.")
     lines = [head, "",
@@ -250,9 +279,20 @@ def markdown(entries: list[dict], df: pd.DataFrame, title: Optional[str] = None,
              "| claim | B | measure | difference | p | p adj. | verdict | mde | FLOPs first − second (GFLOPs/img) | "
              "at equal FLOPs: difference | p adj. | verdict |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for e in sorted(entries, key=lambda e: e["budget"]):  # stable: claims in their declared order per budget
+    # stable: claims in their declared order per budget; claims at equal FLOPs only last
+    for e in sorted(entries, key=lambda e: (e["budget"] is None, e["budget"] or 0)):
         kind = "" if e["kind"] == "better" else (f" (no loss, margin {e['margin']:g})" if e["kind"] == "no_loss"
                                                  else f" (equivalent, margin ±{e['margin']:g})")
+        if e.get("compared") == "equal_cost":
+            d = e.get("diff_equal_cost")
+            d = "–" if d is None else interval(d, e["half_width_equal_cost"], 3, "+")
+            lines.append("| " + " | ".join([
+                e["claim"], "–", measure_name(e["measure"]), "at equal FLOPs only", "", "", "", "",
+                f"0 (interpolated at {_num(e.get('cost_better'))})" if d != "–" else "",
+                f"{d} ({e['n_seeds']} seeds)" if d != "–" else (e.get("equal_cost") or e.get("why_na") or "n/a"),
+                _num(e.get("p_adjusted_equal_cost")),
+                e["verdict"] + (f" (mde {e['mde_equal_cost']:.3g})" if e.get("mde_equal_cost") else "")]) + " |")
+            continue
         diff = "–" if e.get("diff") is None else (
             interval(e["diff"], e["half_width"], 3, "+") if e.get("half_width") is not None else f"{e['diff']:+.3f}")
         row = [e["claim"] + kind, str(e["budget"]), measure_name(e["measure"]), f"{diff} ({e['n_seeds']} seeds)",

@@ -399,19 +399,19 @@ def test_a_searched_schedule_is_a_store_entry_no_worse_than_the_papers(tiny_mode
 
 
 def test_parallel_decoding_known_answers(tiny_model):
-    """With no room above the schedule's count (k_max 1) it is vanilla, and with Taylor on its cheap steps it is
-    Taylor; with every token over tau and room for all, one step commits everything; in between it commits at least
-    the schedule's count a step and finishes in fewer steps (checked against a broken version once: one that
-    ignored tau took all N steps)."""
+    """With the schedule's count as floor and no room above it (k_max 1) it is vanilla, and with Taylor on its cheap
+    steps it is Taylor; with every token over tau and room for all, one step commits everything; in between it
+    commits at least the schedule's count a step and finishes in fewer steps (checked against a broken version once:
+    one that ignored tau took all N steps)."""
     van, _ = run(tiny_model, "vanilla")
-    same, _ = run(tiny_model, "parallel_decode", k_max=1)
+    same, _ = run(tiny_model, "parallel_decode", k_max=1, floor="schedule")
     assert torch.equal(same.tokens, van.tokens) and same.steps_taken == 6
     tay, _ = run(tiny_model, "taylor", budget=3)
-    both, acc = run(tiny_model, "parallel_decode", budget=3, cheap="taylor", k_max=1)
+    both, acc = run(tiny_model, "parallel_decode", budget=3, cheap="taylor", k_max=1, floor="schedule")
     assert torch.equal(both.tokens, tay.tokens) and both.full_steps == tay.full_steps
     at_once, _ = run(tiny_model, "parallel_decode", tau=1e-9, k_max=9)
     assert at_once.steps_taken == 1 and (at_once.order == 0).all()
-    some, acc = run(tiny_model, "parallel_decode", tau=0.05, k_max=9)
+    some, acc = run(tiny_model, "parallel_decode", tau=0.05, k_max=9, floor="schedule")
     counts = MaskGITSampler(tiny_model, SamplerConfig(steps=6)).counts
     assert some.steps_taken < 6 and (some.tokens < tiny_model.mask_id).all()
     for row in some.order:  # every step taken commits at least the schedule's count (where that many were left)
@@ -422,3 +422,33 @@ def test_parallel_decoding_known_answers(tiny_model):
             done += n
     with pytest.raises(AblateError, match="^budget: parallel_decode with cheap: none"):
         methods.build("parallel_decode", steps=6, budget=3)
+
+
+def test_parallel_decoding_floor_one_and_per_sample_steps(tiny_model):
+    """Fast-dLLM's floor: with no token over tau a step commits exactly one, and the last of the N steps whatever is
+    left; finished samples leave the batch (the base sees fewer rows) and `generate` charges each sample its own
+    steps (checked against a broken version once: one that kept every row in the batch sent 5 rows at every step)."""
+    one, _ = run(tiny_model, "parallel_decode", tau=1.0, k_max=9)
+    for row in one.order:
+        assert [int((row == s).sum()) for s in range(6)] == [1, 1, 1, 1, 1, 4]
+    rows = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            for k in ("seq_len", "mask_id", "num_classes", "codebook_size"):
+                if hasattr(inner, k):
+                    setattr(self, k, getattr(inner, k))
+
+        def forward(self, tokens, labels):
+            rows.append(tokens.shape[0])
+            return self.inner(tokens, labels)
+
+    acc = methods.build("parallel_decode", steps=6, tau=0.066, k_max=9)  # the rows take 3 to 6 steps
+    out = MaskGITSampler(Counting(tiny_model), SamplerConfig(steps=6)).generate(LABELS, 0, len(LABELS), acc)
+    per_row = out.batches[0][2]
+    assert per_row == (out.order.max(1).values + 1).tolist() and len(set(per_row)) > 1
+    branches = rows[0] // len(LABELS)
+    for step, n in enumerate(rows):  # step k runs only the samples that took more than k steps
+        assert n == branches * sum(1 for k in per_row if k > step)

@@ -87,6 +87,34 @@ def test_an_equal_cost_test_on_one_seed_count_is_looked_at_once_under_a_seed_pla
     assert e["verdict_equal_cost"] == "HOLDS"
 
 
+def test_a_claim_at_equal_flops_only_pairs_every_run_of_a_budgetless_method_with_the_interpolated_other():
+    """Parallel decoding has no budget to pair by: its runs (B = N) against step reduction interpolated at their
+    FLOPs, seed by seed; its verdict is that test's, and it is n/a (never extrapolated) outside the other's runs
+    (checked against a broken version once: pairing at B = N found no step reduction run and gave n/a)."""
+    from analysis.claims import evaluate, markdown
+
+    rows = []
+    for s, f in enumerate([30.0, 31.0, 29.0]):
+        rows.append({"method": "parallel_decode", "B": 16, "N": 16, "seed": s, "fid": f,
+                     "gflops_per_image": 7.5 + 0.1 * s, "n_samples": 100})
+        for b, gf, df in ((14, 7.0, 2.0), (16, 8.0, 0.0)):
+            rows.append({"method": "step_reduction", "B": b, "N": 16, "seed": s, "fid": f - 3.0 + df,
+                         "gflops_per_image": gf, "n_samples": 100})
+    side = lambda m: {"method": m, "knobs": {}, "given": {}, "budget": None}  # noqa: E731
+    claim = {"name": "pd", "better": side("parallel_decode"), "other": side("step_reduction"), "measures": ["fid"],
+             "at": "equal_cost", "kind": "better", "margin": {}}
+    df = pd.DataFrame(rows)
+    e = evaluate(df, [claim], "s")[0]
+    # step reduction at 7.5 + 0.1 s GFLOPs: f - 3 + 2 * (1 - (0.5 + 0.1 s)) = f - 2 - 0.2 s
+    want = [3.0 - 1.0 + 0.2 * s for s in range(3)]
+    assert e["budget"] is None and e["compared"] == "equal_cost" and e["n_seeds"] == 3
+    assert e["diff_equal_cost"] == pytest.approx(np.mean(want)) and e["verdict"] == e["verdict_equal_cost"]
+    assert e["verdict"] == "DOES NOT HOLD" and e.get("p") is None
+    assert any("at equal FLOPs only" in line for line in markdown([e], df))
+    e = evaluate(df[~((df["method"] == "step_reduction") & (df["B"] == 16))], [claim], "s")[0]
+    assert e["verdict"] == "n/a" and e["equal_cost"].startswith("n/a: no run of step_reduction on each side")
+
+
 def test_a_no_loss_claim_holds_only_inside_its_margin_and_never_from_a_null_result():
     base = [30.0, 31.0, 29.0, 30.5]
     near = [30.1, 31.2, 29.1, 30.4]

@@ -127,6 +127,8 @@ def test_a_users_own_study_gets_its_claim_verdict_without_touching_the_package(t
     (lambda y: y.replace("  - analyses: [report]\n", "  - analyses: [report]\n    tuned_by: nothing\n"),
      "stages[0].tuned_by"),
     (lambda y: y.replace("analyses: [report]", "analyses: [reprot]"), "stages[0].analyses"),
+    (lambda y: y.replace("    other: {method: feature_cache}\n", "    other: {method: feature_cache}\n"
+                         "    at: equal_cost\n    budgets: [2]\n", 1), "claims[0]"),
 ])
 def test_a_bad_study_stops_with_one_line_naming_the_field_before_anything_runs(tmp_path, edit, field):
     root = project_copy(tmp_path)

@@ -13,7 +13,7 @@ CPU and GPU; the model and method calls run under autocast when `amp_dtype` is g
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 import torch
 
@@ -37,8 +37,9 @@ class SampleOutput:
     tokens: torch.Tensor  # (B, L) final tokens
     order: torch.Tensor  # (B, L) step at which each position was committed
     full_steps: list[int] = field(default_factory=list)
-    # generate(): (full steps, images, steps taken) per batch
-    batches: list[tuple[list[int], int, int]] = field(default_factory=list)
+    # generate(): (full steps, images, steps taken) per batch; steps taken per image where finished samples leave
+    # the batch (a policy's `per_sample`)
+    batches: list[tuple[list[int], int, Union[int, list[int]]]] = field(default_factory=list)
     steps_taken: int = 0  # steps run: N, or fewer where a policy commits faster and nothing is left masked
 
 
@@ -157,6 +158,8 @@ class MaskGITSampler:
             order.append(out.order.to(self.device))
             full = out.full_steps
             steps = out.steps_taken or int(out.order.max()) + 1  # a stored batch: its last commit's step
+            if getattr(method, "per_sample", False):  # finished samples left the batch: each took its own steps
+                steps = (out.order.max(1).values + 1).tolist()
             batches.append((list(out.full_steps), len(out.tokens), steps))
         return SampleOutput(torch.cat(tokens), torch.cat(order), full, batches)
 

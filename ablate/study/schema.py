@@ -95,6 +95,9 @@ class Claim(_Strict):
     other: Variant
     measures: list[str] = Field(default_factory=lambda: ["fid", "token_agreement"], min_length=1)
     budgets: Optional[list[int]] = None  # default: every budget at which both variants ran
+    at: Literal["budget", "equal_cost"] = Field(
+        "budget", description="budget: paired at equal B (and at equal FLOPs where costs differ); equal_cost: only at "
+                              "equal FLOPs, for a first variant with no budget to pair by (parallel decoding)")
     stage: Optional[str] = None  # default: the last stage
     family: Optional[str] = None  # for multiple testing (with each measure); default: the study's name
     kind: Literal["better", "no_loss", "equivalent"] = "better"
@@ -111,6 +114,8 @@ class Claim(_Strict):
 
     @model_validator(mode="after")
     def _margins(self):
+        if self.at == "equal_cost" and (self.kind != "better" or self.budgets):
+            raise ValueError("at: a claim at equal FLOPs only is a `better` claim with no budgets")
         if self.kind == "better":
             if self.margin:
                 raise ValueError("margin: only a no_loss or equivalent claim has one")
@@ -177,6 +182,9 @@ class Study(_Strict):
         for i, c in enumerate(self.claims):
             if c.stage is not None and c.stage not in names:
                 raise ValueError(f"claims[{i}].stage: no stage {c.stage!r} (stages: {', '.join(names)})")
+            if c.at == "equal_cost" and self.seeds is not None:
+                raise ValueError(f"claims[{i}].at: a seed plan adds seeds at a claim's budget; a claim at equal "
+                                 "FLOPs only has none (give the study fixed seeds)")
         return self
 
     def stage_objects(self) -> list["StageView"]:
