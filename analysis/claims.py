@@ -35,6 +35,7 @@ from analysis.stats import (adjust, boundaries, half_width, interval, mde, non_i
                             sequential_p, tost_p)
 
 UNDECIDED = ("NOT SIGNIFICANT", "NOT SHOWN")
+STEERING = ("budgets_equal_cost",)  # what a seed plan steers by, not a result: kept out of claims.json
 SAME_COST = 0.005  # relative FLOPs difference below which two variants cost the same
 
 
@@ -134,6 +135,11 @@ def equal_cost(df: pd.DataFrame, c: dict, b: int, measure: str, a: dict, seed_pl
         return out | {"equal_cost": f"n/a: no run of {v2['method']} on each side of {x:.3f} GFLOPs/image ({span}); "
                                     "never extrapolated"}
     res = test(a, interp, measure)
+    # the second's budgets nearest the first's cost on either side: where a seed plan adds the second's seeds
+    per_budget = every.groupby("B")["gflops_per_image"].mean()
+    below, above = per_budget[per_budget <= c1], per_budget[per_budget >= c1]
+    if len(below) and len(above):
+        out["budgets_equal_cost"] = sorted({int(below.idxmax()), int(above.idxmin())})
     if seed_plan:
         common = sorted(set(a) & set(interp))
         out["p_by_seeds_equal_cost"] = {n: test(a, interp, measure, seeds=common[:n])["p"]

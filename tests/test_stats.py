@@ -161,3 +161,25 @@ def test_seed_requests_add_a_seed_to_undecided_claims_only():
     todo = seed_requests(entries, claims, list(range(8)), trials, set(), most=8)
     assert sorted((t["method"], t["seed"]) for t in todo) == [("feature_cache", 3), ("taylor", 3)]
     assert seed_requests([dict(entries[0], n_seeds=8)], claims, list(range(8)), trials, set(), most=8) == []
+
+
+def test_seed_requests_add_a_seed_to_an_undecided_equal_cost_test_at_the_budgets_around_its_cost():
+    """An equal-B verdict decided on 8 seeds with its equal-FLOPs test undecided on 3: the next seed goes to the
+    first at its budget and to the second at the two budgets whose runs bracket that cost, where the evaluation put
+    them (checked against the former code once: it requested nothing)."""
+    from ablate.methods import knobs
+    from ablate.study.run import seed_requests
+
+    a, b = [30.0, 31.0, 29.0], [33.0, 34.5, 32.0]
+    e = _entries(a, b, {4: 1.9, 5: 2.4})[0]
+    assert e["budgets_equal_cost"] == [4, 5]
+    side = lambda m: {"method": m, "knobs": knobs(m, {}).model_dump(mode="json"), "budget": None}  # noqa: E731
+    claims = {"c": {"better": side("taylor"), "other": side("feature_cache")}}
+    trials = [{"method": m, "budget": bb, "knobs": {}, "seed": s, "steps": 16, "cfg_w": 1.0}
+              for m in ("taylor", "feature_cache") for bb in (3, 4, 5, 6) for s in range(8)]
+    entry = dict(e, verdict="HOLDS", n_seeds=8, verdict_equal_cost="NOT SIGNIFICANT")
+    todo = seed_requests([entry], claims, list(range(8)), trials, set(), most=8)
+    assert sorted((t["method"], t["budget"], t["seed"]) for t in todo) == [
+        ("feature_cache", 4, 3), ("feature_cache", 5, 3), ("taylor", 4, 3)]
+    assert seed_requests([dict(entry, verdict_equal_cost="HOLDS")], claims, list(range(8)), trials, set(),
+                         most=8) == []

@@ -21,7 +21,7 @@ from ablate import methods
 from ablate.errors import AblateError
 from ablate.study.schema import Study, StageView
 
-from analysis.claims import UNDECIDED  # noqa: E402  (the verdicts a seed plan adds seeds for)
+from analysis.claims import STEERING, UNDECIDED  # noqa: E402  (the verdicts a seed plan adds seeds for)
 
 FINDINGS = "## Findings"
 GENERATED = "<!-- Everything above the Findings heading is written by `python -m ablate study`; edit only below it. -->"
@@ -433,7 +433,8 @@ class Runner:
             return []
         import pandas as pd
 
-        (out / "claims.json").write_text(json.dumps(_finite(entries), indent=1) + "\n")
+        written = [{k: v for k, v in e.items() if k not in STEERING} for e in entries]
+        (out / "claims.json").write_text(json.dumps(_finite(written), indent=1) + "\n")
         if len(by_stage) > 1:  # families span stages: decide them together
             from analysis.claims import finalize
 
@@ -544,16 +545,22 @@ class Runner:
 def seed_requests(entries: list[dict], claims: dict, order: list[int], trials: list[dict], done: set,
                   most: int) -> list[dict]:
     """The trials a seed plan runs next: for every claim still undecided with fewer than `most` seeds, its two
-    variants (at its budget) at the next seed of `order`; none that its store already tracked; each once."""
+    variants (at its budget) at the next seed of `order`; for every equal-FLOPs test still undecided, the first at
+    its budget and the second at the two budgets around that cost, at the next seed the test lacks; none that its
+    store already tracked; each once."""
     from ablate.tracking.mlflow_log import trial_key
 
-    want = {}
+    want = set()
     for e in entries:
         if e["verdict"] in UNDECIDED and e["n_seeds"] < most:
             for side in ("better", "other"):
-                want[(e["claim"], e["budget"], side)] = order[e["n_seeds"]]
+                want.add((e["claim"], e["budget"], side, order[e["n_seeds"]]))
+        n = e.get("n_seeds_equal_cost") or 0
+        if e.get("verdict_equal_cost") in UNDECIDED and e.get("budgets_equal_cost") and n < most:
+            want.add((e["claim"], e["budget"], "better", order[n]))
+            want |= {(e["claim"], b, "other", order[n]) for b in e["budgets_equal_cost"]}
     todo = {}
-    for (name, b, side), seed in want.items():
+    for name, b, side, seed in sorted(want, key=str):
         for t in trials:
             if t["seed"] == seed and _is_variant(t, claims[name][side], b) and trial_key(t) not in done:
                 todo[trial_key(t)] = t
