@@ -209,9 +209,8 @@ def _equal_cost_only(df: pd.DataFrame, c: dict, study: str, seed_plan: Optional[
 def finalize(entries: list[dict], alpha: float, correction: str, seed_plan: Optional[dict]) -> None:
     """Adjusted p, verdict and mde of every entry, family by family and measure. A family's equal-cost tests are
     corrected together with its equal-B tests (each counts: a claim tested both ways is two tests). Under a seed
-    plan, a test looked at on more than one seed count is group-sequential; an equal-cost test whose bracketing runs
-    exist on one seed count only (the plan adds seeds at a claim's budget, not at its neighbours) is looked at once:
-    Bonferroni on its p."""
+    plan, a test looked at on more than one seed count is group-sequential; an equal-cost test looked at on one seed
+    count only (its bracketing runs have the space's seeds and no more) is looked at once: Bonferroni on its p."""
     families: dict = {}
     for i, e in enumerate(entries):
         key = (e["family"], e["measure"])

@@ -29,7 +29,26 @@ def test_full_step_flops_match_hand_count(model):
     per_step = count.as_measures()["gflops_full_step"] * 1e9
     expected = hand_count_full_step(model.cfg)
     assert abs(per_step - expected) / expected < 0.10
-    assert [s for s, full, _ in count.per_step] == [0, 1, 2, 3]
+    assert [s for s, full, _, _ in count.per_step] == [0, 1, 2, 3]
+
+
+def test_a_full_step_costs_the_same_per_image_when_finished_samples_leave_the_batch(model):
+    """Parallel decoding sends only the samples still decoding through the base: a full step's FLOPs per image are
+    those FLOPs over the images it computed, the same as vanilla's (checked against the former count, which divided
+    by every image of the batch: 20-50% low here)."""
+    from ablate import methods
+
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    sampler = MaskGITSampler(model, SamplerConfig(steps=8))
+    van = cost.count_flops(sampler, labels, torch.Generator().manual_seed(0)).as_measures()
+    for tau in (0.032, 0.034, 0.03):  # some samples finish early (k_max: all 16 positions)
+        acc = methods.build("parallel_decode", steps=8, tau=tau, k_max=16)
+        count = cost.count_flops(sampler, labels, torch.Generator().manual_seed(0), acc)
+        rows = [n for *_, n in count.per_step]
+        if len(set(rows)) > 1:
+            break
+    assert len(set(rows)) > 1, "no tau made samples finish at different steps"
+    assert count.as_measures()["gflops_full_step"] == pytest.approx(van["gflops_full_step"], rel=1e-6)
 
 
 def test_vanilla_flops_linear_in_steps(model):

@@ -36,8 +36,8 @@ class ParallelDecode(Method):
 
     class Knobs(Knobs):
         tau: float = Field(0.9, gt=0, le=1, description="commit every masked token whose sampled probability reaches "
-                                                        "tau (besides the schedule's count)")
-        k_max: int = Field(16, ge=1, description="at most this many commits a step (never fewer than the schedule's)")
+                                                        "tau (besides the floor)")
+        k_max: int = Field(16, ge=1, description="at most this many commits a step (never fewer than the floor)")
         floor: Literal["one", "schedule"] = Field(
             "one", description="commit at least this many a step: one (the most confident; Fast-dLLM) or the mask "
                                "schedule's count (a sample then never finishes before the schedule's last steps)")

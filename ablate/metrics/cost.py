@@ -29,18 +29,20 @@ if _CPU_SDPA.default not in flop_counter.flop_registry:
 class FlopCount:
     total: int = 0
     images: int = 0
-    per_step: list[tuple[int, bool, int]] = field(default_factory=list)  # (step, is_full, flops)
+    # (step, is_full, flops, images the step computed: all of them, or those left where finished samples leave)
+    per_step: list[tuple[int, bool, int, int]] = field(default_factory=list)
 
     def _mean(self, full: bool) -> float:
-        xs = [f for _, is_full, f in self.per_step if is_full == full]
+        """Mean FLOPs of one image's step of this kind."""
+        xs = [f / n for _, is_full, f, n in self.per_step if is_full == full and n]
         return sum(xs) / len(xs) if xs else 0.0
 
     def as_measures(self) -> dict[str, float]:
         full, accel = self._mean(True), self._mean(False)
         return {
             "gflops_per_image": self.total / self.images / 1e9,
-            "gflops_full_step": full / self.images / 1e9,
-            "gflops_accel_step": accel / self.images / 1e9,
+            "gflops_full_step": full / 1e9,
+            "gflops_accel_step": accel / 1e9,
             "accel_cost_ratio": accel / full if full else 0.0,
         }
 
@@ -53,7 +55,8 @@ def count_flops(sampler, labels: torch.Tensor, generator: torch.Generator, metho
 
     def hook(state, out):
         now = counter.get_total_flops()
-        result.per_step.append((state.step, state.is_full, now - last[0]))
+        rows = int(state.mask.any(1).sum()) if getattr(method, "per_sample", False) else len(labels)
+        result.per_step.append((state.step, state.is_full, now - last[0], rows))
         last[0] = now
 
     with counter:

@@ -2,7 +2,7 @@
 
 Both runs see the same labels and noise; at each step we compare the feature the sampler used
 (fresh on full steps, predicted on cheap ones) with what vanilla's base model computed: MSE and
-cosine similarity, averaged over positions, both CFG branches.
+cosine similarity, averaged over positions, both CFG branches and the samples still decoding at that step.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import torch
 from ablate.sampling import MaskGITSampler
 
 
-def _record(sampler: MaskGITSampler, labels, seed: int, method=None) -> list[torch.Tensor]:
+def _record(sampler: MaskGITSampler, labels, seed: int, method=None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each step's feature and the rows it computed (a sample with nothing masked may have left the batch)."""
     feats = []
-    sampler.sample(labels, torch.Generator().manual_seed(seed), method, hooks=[lambda s, o: feats.append(o.feature)])
+    sampler.sample(labels, torch.Generator().manual_seed(seed), method,
+                   hooks=[lambda s, o: feats.append((o.feature, s.mask.any(1).repeat(s.branches)))])
     return feats
 
 
@@ -24,6 +26,7 @@ def feature_error(sampler: MaskGITSampler, labels: torch.Tensor, seed: int, meth
         return {"feature_mse": [], "feature_cos": []}
     ref = _record(sampler, labels, seed)
     got = _record(sampler, labels, seed, method)
-    mse = [float(((a - b) ** 2).mean()) for a, b in zip(got, ref)]
-    cos = [float(torch.nn.functional.cosine_similarity(a, b, dim=-1).mean()) for a, b in zip(got, ref)]
+    pairs = [(a[rows], b[rows]) for (a, rows), (b, _) in zip(got, ref)]  # the samples still decoding at that step
+    mse = [float(((a - b) ** 2).mean()) for a, b in pairs]
+    cos = [float(torch.nn.functional.cosine_similarity(a, b, dim=-1).mean()) for a, b in pairs]
     return {"feature_mse": mse, "feature_cos": cos}

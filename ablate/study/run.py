@@ -478,6 +478,10 @@ class Runner:
             if decided:
                 lines += ["Decided after the correction (at equal B, and at equal FLOPs where the costs differ):", ""]
                 for e in decided:
+                    if e.get("compared") == "equal_cost":  # its one test is at equal FLOPs
+                        lines.append(f"- {e['claim']}, at equal FLOPs only, {e['measure']}: **{e['verdict']}** "
+                                     f"({e['diff_equal_cost']:+.3f}, adjusted p = {e['p_adjusted_equal_cost']:.3g})")
+                        continue
                     at_b = (f"**{e['verdict']}** ({e['diff']:+.3f}, adjusted p = {e['p_adjusted']:.3g})"
                             if e["verdict"] in yes else f"{e['verdict']} at equal B")
                     at_cost = (f"; at equal FLOPs **{e['verdict_equal_cost']}** ({e['diff_equal_cost']:+.3f}, "
