@@ -76,6 +76,8 @@ def speed_vs_quality(df: pd.DataFrame, out: Path, speed: str = "speedup_wall", q
     if notes is not None and (note := missing_note(df, [speed, quality], what)):
         notes.append(note)
     agg = aggregate(data, [speed, quality], ["source", "variant", "B"])
+    if "unmasking" in data:  # the reference curve is MaskGIT's order only (a variant has one order)
+        agg["unmasking"] = agg["variant"].map(data.groupby("variant")["unmasking"].first())
     sources = list(dict.fromkeys(agg["source"]))
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6.6, 4.0))
@@ -157,11 +159,22 @@ def _err(g: pd.DataFrame, col: str):
 
 
 def _reference_curve(ax, a: pd.DataFrame, speed: str, quality: str, ls: str, src: Optional[str]) -> None:
-    """Vanilla at its step counts plus step reduction (vanilla run with B steps), joined by speed."""
+    """Vanilla at its step counts plus step reduction (vanilla run with B steps), joined by speed; step reduction
+    in another unmasking order than MaskGIT's is its own series, off the curve."""
     ref = a[a["method"].isin(REFERENCE)].sort_values(speed)
     if ref.empty:
         return
     tag = f" [{src}]" if src else ""
+    if "unmasking" in ref:
+        order = ref["unmasking"].fillna("confidence").astype(str)
+        for name, g in ref[order != "confidence"].groupby(order[order != "confidence"]):
+            ax.errorbar(g[speed], g[quality], yerr=_err(g, quality), color=g["color"].iloc[0],
+                        marker=g["marker"].iloc[0], mfc="none", ls="none", ms=7, zorder=5,
+                        label=f"{'step reduction' if (g['method'] == 'step_reduction').all() else 'vanilla'}{tag} "
+                              f"(unmasking={name}; N = B = {', '.join(f'{b:g}' for b in sorted(g['B']))})")
+        ref = ref[order == "confidence"]
+        if ref.empty:
+            return
     van = ref[ref["method"] == "vanilla"]
     steps = sorted({int(b) for b in ref["B"].dropna()})
     if len(ref) >= 2:

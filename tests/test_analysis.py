@@ -802,3 +802,29 @@ def test_sample_grids_are_read_from_beside_a_moved_sqlite_store(tmp_path):
                        {"run_id": "gone", "experiment": "exp", "tracking_uri": f"sqlite:///{db}"}])
     got = download_samples(df, tmp_path / "dst")
     assert set(got) == {"abc123"} and got["abc123"].read_bytes() == b"\x89PNG"
+
+
+def test_step_reduction_in_another_unmasking_order_is_its_own_series_off_the_reference_curve():
+    """The dashed step-count curve is MaskGIT's order only; Halton-order step reduction gets its own labelled series
+    (checked against the former figure once: the curve ran through the Halton points and no label named them)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import pandas as pd
+
+    from analysis.figures import _reference_curve
+
+    rows = [("vanilla", 16, 1.0, 34.0, None), ("step_reduction", 4, 4.0, 42.0, "confidence"),
+            ("step_reduction", 8, 2.0, 36.0, "confidence"), ("step_reduction", 4, 4.0, 50.0, "halton"),
+            ("step_reduction", 8, 2.0, 39.0, "halton")]
+    a = pd.DataFrame([{"method": m, "B": b, "speedup_flops": x, "fid": y, "unmasking": u, "color": "#777777",
+                       "marker": "v"} for m, b, x, y, u in rows])
+    fig, ax = plt.subplots()
+    _reference_curve(ax, a, "speedup_flops", "fid", "-", None)
+    labels = ax.get_legend_handles_labels()[1]
+    plt.close(fig)
+    assert "step reduction (unmasking=halton; N = B = 4, 8)" in labels
+    curve = next(line for line in ax.get_lines() if line.get_label().startswith("vanilla step-count curve"))
+    assert sorted(curve.get_ydata()) == [34.0, 36.0, 42.0]
