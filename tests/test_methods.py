@@ -452,3 +452,27 @@ def test_parallel_decoding_floor_one_and_per_sample_steps(tiny_model):
     branches = rows[0] // len(LABELS)
     for step, n in enumerate(rows):  # step k runs only the samples that took more than k steps
         assert n == branches * sum(1 for k in per_row if k > step)
+
+
+def test_feature_error_counts_only_the_samples_still_decoding(tiny_model):
+    """A sample that left the batch has zero features; the per-step error is over the samples still decoding at that
+    step, as computed here from the two trajectories (checked against the former code once: it counted the finished
+    samples as cosine 0 and failed from the first step where one had finished)."""
+    from ablate.metrics.feature_error import feature_error
+
+    sampler = MaskGITSampler(tiny_model, SamplerConfig(steps=6))
+    acc = methods.build("parallel_decode", steps=6, tau=0.066, k_max=9)  # the rows take 3 to 6 steps
+    got = feature_error(sampler, LABELS, 0, acc)
+
+    def trajectory(method):
+        seen = []
+        sampler.sample(LABELS, torch.Generator().manual_seed(0), method,
+                       hooks=[lambda s, o: seen.append((o.feature, s.mask.any(1)))])
+        return seen
+
+    ref, mine = trajectory(None), trajectory(acc)
+    assert any(not bool(active.all()) for _, active in mine)  # some samples left before the last step
+    for step, ((a, active), (b, _)) in enumerate(zip(mine, ref)):
+        rows = active.repeat(2)  # both guidance branches
+        cos = float(torch.nn.functional.cosine_similarity(a[rows], b[rows], dim=-1).mean())
+        assert got["feature_cos"][step] == pytest.approx(cos, abs=1e-6)

@@ -57,6 +57,9 @@ class Method:
     # True: the number of steps varies per batch (a policy that commits faster than the schedule); a trial counts FLOPs
     # and the ideal speedup from the steps and full steps actually taken.
     variable_steps: ClassVar[bool] = False
+    # True: a sample with nothing masked leaves the batch (the base no longer computes it), so the sampler records
+    # each sample's own steps and FLOPs count a step over the images it computed.
+    per_sample: bool = False
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
