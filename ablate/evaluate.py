@@ -55,6 +55,9 @@ class EvalConfig:
     amp: str = "auto"  # autocast: auto (GPU: bf16, else fp16; CPU: fp32) | fp32 | bf16 (GPU or CPU) | fp16 (GPU)
     reuse_samples: bool = False  # keep each generated batch in the store; a larger run of the same trial reuses them
     unmasking: str = "confidence"  # which masked positions a step commits first: confidence | halton
+    # "all", or the comma-separated measures the run must give (a halving sweep's lower rungs: what promotion
+    # compares); the cost measures are always given, the rest of the scoring and the feature error only if asked
+    measures: str = "all"
 
 
 KEY_VERSION = 2  # how trial keys are derived (1: the trial as given, defaults dropped; runs logged so are read back)
@@ -83,8 +86,43 @@ def trial_key(trial) -> str:
     return config_hash(trial_identity(trial))[:16]
 
 
+# Measures a trial computes in parts that cost time; a run asked for some `measures` computes only the parts they
+# need (the cost measures, FID of the reference split's images and the features under it are always computed).
+SCORING_PARTS = {
+    "kid": ("kid_mean", "kid_std"),
+    "prc": ("precision", "recall"),
+    "splits": tuple(f"{k}_{s}" for s in REFERENCES for k in ("fid", "kid_mean")),
+    "prefixes": tuple(f"{k}_n{n}" for n in PREFIXES for k in ("fid", "kid_mean")),
+    "floor": ("floor_fid", "floor_kid_mean", "floor_precision", "floor_recall"),
+    "class_acc": ("class_acc",),
+    "paired": ("token_agreement", "psnr", "ssim", "paired_feature_dist"),
+    "feature_error": ("feature_mse", "feature_cos"),
+}
+
+
+def parts_needed(cfg: EvalConfig) -> set[str]:
+    """The SCORING_PARTS a run computes (all of them unless it names its `measures`)."""
+    if cfg.measures == "all":
+        return set(SCORING_PARTS)
+    asked = set(cfg.measures.split(","))
+    return {part for part, names in SCORING_PARTS.items() if asked & set(names)}
+
+
+def check_measures(value: str) -> None:
+    from ablate.metrics.measures import MEASURES
+
+    if value == "all":
+        return
+    known = set(MEASURES) | {n for names in SCORING_PARTS.values() for n in names}
+    bad = [n for n in value.split(",") if n not in known]
+    if bad:
+        raise AblateError(f"measures: unknown measure {bad[0]!r}; give all or comma-separated measures "
+                          f"({', '.join(sorted(known))})")
+
+
 def validate(cfg: EvalConfig) -> None:
     """Cheap checks first, so bad input fails before anything is loaded or computed."""
+    check_measures(cfg.measures)
     check_dataset(cfg.dataset)
     quality.check_extractor(cfg.extractor)
     if cfg.reference not in REFERENCES:
@@ -184,6 +222,7 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
     """
     t_start = time.perf_counter()
     st = setup(cfg)
+    setup_s = time.perf_counter() - t_start
     acc, base, bundle, sampler, labels, dev = st.method, st.base, st.bundle, st.sampler, st.labels, st.device
 
     # Warm-up (allocator, kernels), then every generation batch is timed.
@@ -199,7 +238,8 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
     measures = quality_measures(st, images, out.tokens.cpu())
     quality_s = time.perf_counter() - t_q
 
-    per_step = feature_error(st.vanilla_sampler(), labels[: cfg.feature_error_images], batch_seed(cfg.seed, 0), acc)
+    per_step = (feature_error(st.vanilla_sampler(), labels[: cfg.feature_error_images], batch_seed(cfg.seed, 0), acc)
+                if "feature_error" in parts_needed(cfg) else {"feature_mse": [], "feature_cos": []})
     latency = cost.median_ms_per_image(batch_times)
     flop_measures = flops.as_measures()
     if acc.adaptive or acc.variable_steps:  # steps vary per batch: count those taken, not the 2-image FLOPs run's
@@ -236,6 +276,7 @@ def evaluate(cfg: EvalConfig, save_samples: Optional[Path] = None, keep_images: 
         feature_cos=_mean(per_step["feature_cos"]),
         shortcut_params=acc.num_params() if acc.learned else 0,
         train_seconds=float(getattr(acc, "meta", {}).get("stats", {}).get("train_seconds", 0.0)),
+        setup_seconds=setup_s,  # loading, building, and training a learned method's model when the store lacks it
         eval_seconds=time.perf_counter() - t_start,
     )
     if save_samples is not None:
@@ -271,7 +312,7 @@ def prefix_seconds(batch_times: list, n_samples: int) -> dict:
 
 
 def quality_measures(st: Setup, images: torch.Tensor, tokens: torch.Tensor) -> dict:
-    """Every quality measure of one run's images, from one feature extraction of them:
+    """Every quality measure of one run's images (those its `measures` need), from one feature extraction of them:
     - fid, kid_mean, kid_std, precision, recall against the chosen reference split, and fid/kid_mean against
       each split by name (`fid_held_out`, `fid_train`);
     - the same at smaller sample counts, from the first 250 / 500 / 1,000 images (`fid_n500`, ...);
@@ -281,25 +322,31 @@ def quality_measures(st: Setup, images: torch.Tensor, tokens: torch.Tensor) -> d
       agreement, PSNR, SSIM, paired feature distance), except for methods that run another number of steps
       (step reduction consumes other noise: distribution measures only)."""
     cfg, bundle, dev = st.cfg, st.bundle, st.device
+    need = parts_needed(cfg)
     man = bundle.manifest["config"]
     train, held = load_dataset(cfg.dataset).split(man["held_out"], seed=man["seed"])
     splits = {"held_out": held, "train": train}
     other = splits["train" if cfg.reference == "held_out" else "held_out"]
     feats = quality.features(images, bundle, cfg.extractor, dev)
     ref_feats = {name: quality.reference_features(s.images, bundle, cfg.extractor, dev) for name, s in splits.items()}
-    m = quality.score(feats, ref_feats[cfg.reference])
-    for name in splits:  # the reference split's entries are the scores just computed (scoring it twice cost a KID)
+    m = quality.score(feats, ref_feats[cfg.reference], prc="prc" in need,
+                      with_kid="kid" in need or "splits" in need)
+    for name in splits if "splits" in need else ():  # the reference split's are the scores just computed
         s = m if name == cfg.reference else quality.score(feats, ref_feats[name], prc=False)
         m |= {f"{k}_{name}": s[k] for k in ("fid", "kid_mean")}
-    for n in PREFIXES:
+    for n in PREFIXES if "prefixes" in need else ():
         if n < len(images):
             m |= {f"{k}_n{n}": v for k, v in quality.score(feats[:n], ref_feats[cfg.reference], prc=False).items()
                   if k != "kid_std"}
-    pick = torch.randperm(len(other), generator=torch.Generator().manual_seed(0))[: len(images)]
-    floor = quality.reference_features(other.images[pick], bundle, cfg.extractor, dev)
-    m |= {f"floor_{k}": v for k, v in quality.real_score(floor, ref_feats[cfg.reference]).items() if k != "kid_std"}
-    m["class_acc"] = quality.class_accuracy(images, st.labels, bundle)
-    if st.method.steps == st.method.nominal_steps:
+    if "floor" in need:
+        pick = torch.randperm(len(other), generator=torch.Generator().manual_seed(0))[: len(images)]
+        floor = quality.reference_features(other.images[pick], bundle, cfg.extractor, dev)
+        m |= {f"floor_{k}": v for k, v in quality.real_score(floor, ref_feats[cfg.reference]).items() if k != "kid_std"}
+    if "class_acc" in need:
+        m["class_acc"] = quality.class_accuracy(images, st.labels, bundle)
+    if "kid" not in need:  # computed for the splits' entries only
+        m.pop("kid_mean", None), m.pop("kid_std", None)
+    if "paired" in need and st.method.steps == st.method.nominal_steps:
         van_tokens = vanilla_tokens(st, tokens if st.method.name == "vanilla" else None)
         van_images = bundle.decode(van_tokens)
         van_feats = feats if st.method.name == "vanilla" else quality.features(van_images, bundle, cfg.extractor, dev)
@@ -319,7 +366,7 @@ def _generate(st: Setup, batch_times: list):
     from ablate import store
     from ablate.sampling.sampler import SampleOutput
 
-    trial = {k: v for k, v in asdict(cfg).items() if k not in ("n_samples", "reuse_samples")}
+    trial = {k: v for k, v in asdict(cfg).items() if k not in ("n_samples", "reuse_samples", "measures")}
     desc = {k: v for k, v in st.describe().items() if k != "versions"}
     known, keys = {}, {}
     for j, start in enumerate(range(0, cfg.n_samples, cfg.batch_size)):

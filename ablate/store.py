@@ -31,7 +31,7 @@ def canonical(obj) -> str:
 
 # Settings added after keys were first made, at the value every earlier key implied: left out of every key while at
 # it, so that a store entry, a trial key or a space hash made before them still matches (one place, for every key).
-ADDED_LATER = {"unmasking": "confidence", "schedule": "paper"}
+ADDED_LATER = {"unmasking": "confidence", "schedule": "paper", "measures": "all"}
 
 
 def stable(obj):

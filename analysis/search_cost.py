@@ -7,7 +7,8 @@ configurations measured on the largest count so far against the CPU-seconds spen
 which draws frontiers from top-rung runs only.
 
 Costs: sampling seconds of the sample count reached (a promoted configuration pays only its new images: the
-batches it drew are reused), scoring seconds of each evaluation, and training seconds once per trained model
+batches it drew are reused), the rest of each evaluation (scoring; with runs that log their set-up time also
+warm-up, FLOPs counting and feature error: `besides_sampling`), and training seconds once per trained model
 (the store shares a shortcut between the configurations that use it). The vanilla reference every strategy
 runs first is left out of all three.
 """
@@ -205,6 +206,17 @@ def params_key(params: dict) -> tuple:
     return tuple(sorted(norm.items()))
 
 
+def besides_sampling(df):
+    """Each run's seconds besides sampling and set-up: scoring, and for runs that log their set-up time
+    (`setup_seconds`) also warm-up, decoding, FLOPs counting and feature error (eval - set-up - sampling), which is
+    what a live sweep spends on a run besides its images and its training. Older runs: scoring only."""
+    q = df["quality_seconds"].astype(float)
+    if "setup_seconds" not in df:
+        return q
+    rest = df["eval_seconds"].astype(float) - df["setup_seconds"].astype(float) - df["sample_seconds"].astype(float)
+    return rest.where(df["setup_seconds"].notna(), q)
+
+
 def live_sweep(df, knobs, objectives, configs, top, seeds=None) -> dict:
     """What a live sweep spent and found, and whether its measures are the grid's (same seeds, same images).
 
@@ -214,7 +226,7 @@ def live_sweep(df, knobs, objectives, configs, top, seeds=None) -> dict:
     method and logged training time; a model served from the store logs its original time)."""
     df = df[df["method"] != "vanilla"]
     by_key = {params_key(c.params): c for c in configs}
-    cpu = float(df["sample_seconds"].astype(float).sum() + df["quality_seconds"].astype(float).sum())
+    cpu = float(df["sample_seconds"].astype(float).sum() + besides_sampling(df).sum())
     if "train_seconds" in df:
         trained = {(m, round(float(s), 3)) for m, s in zip(df["method"], df["train_seconds"]) if float(s) > 0}
         cpu += sum(s for _, s in trained)

@@ -56,7 +56,7 @@ def configs_from_runs(df, objectives, rungs_wanted=None, score_at=None):
                 samp[n] = float(g["sample_seconds"].astype(float).sum()) * n / top
                 pro_rata |= n < top
             score[n] = (len(g) * score_at[n] if score_at and n in score_at
-                        else float(g["quality_seconds"].astype(float).sum()) * n / top)
+                        else float(sc.besides_sampling(g).sum()) * n / top)
         train = float(g["train_seconds"].astype(float).max()) if "train_seconds" in g else 0.0
         name = ", ".join(f"{k}={v}" for k, v in params.items())
         key = f"{row['method']}:{train:.3f}" if train > 0 else None
@@ -141,8 +141,7 @@ def replay(experiment: str, tracking_uri: Optional[str], out: Path, objectives=(
             lv["replay"] = summary["halving"]
             # the same replay with scoring charged as the live runs measured it at each smaller count
             low = ldf[(ldf["method"] != "vanilla") & (ldf["n_samples"].astype(int) < top)]
-            measured = {int(n): float(g["quality_seconds"].astype(float).median())
-                        for n, g in low.groupby("n_samples")}
+            measured = {int(n): float(sc.besides_sampling(g).median()) for n, g in low.groupby("n_samples")}
             cal, _, _, _ = configs_from_runs(df, objectives, args.rungs, measured)
             ts = [sc.replay_halving(cal, rungs, args.eta, objectives, np.random.default_rng(r))
                   for r in range(args.reps)]
@@ -210,15 +209,16 @@ def replay(experiment: str, tracking_uri: Optional[str], out: Path, objectives=(
                          f"({lv['compared']} measures"
                          + (f"; {lv['not_compared']} not on the grid's seeds" if lv["not_compared"] else "") + ") |")
         lines += ["", "Live CPU-seconds are what the live runs logged (sampling of the images they drew, scoring, "
-                  "training once per model), timed on the same machine on another occasion than the grid; the "
-                  "whole eval time adds each run's setup, warm-up, FLOPs count and feature error. The replay charges "
-                  "scoring at a smaller count "
+                  "training once per model; with runs that log their set-up time also warm-up, FLOPs count and feature "
+                  "error), timed on the same machine on another occasion than the grid; the whole eval time adds each "
+                  "run's set-up. The replay charges the same for a run of the grid's largest count, and at a smaller "
+                  "count "
                   + ("as given by score_seconds" if score_at else "pro rata to the grid's scoring of its largest")
-                  + "; the column beside it charges the median scoring seconds the live runs measured at each "
-                  "smaller count "
+                  + "; the column beside it charges the median of what the live runs spent besides sampling at "
+                  "each smaller count "
                   + "(" + ", ".join(f"{n}: {v:.1f} s" for lv in [x[2] for x in live_rows]
                                     for n, v in lv.get("score_seconds_measured", {}).items())
-                  + " a run) against the grid's " + f"{float(df[df['method'] != 'vanilla']['quality_seconds'].median()):.1f}"
+                  + " a run) against the grid's " + f"{float(sc.besides_sampling(df[df['method'] != 'vanilla']).median()):.1f}"
                   + f" s at {top}.", ""]
     lines += ["![hypervolume against CPU time](search_cost.png)"]
     return lines

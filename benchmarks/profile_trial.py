@@ -2,12 +2,15 @@
 
     python benchmarks/profile_trial.py --method shortcut --budget 4 --n-samples 1000 --rounds 2 \
         --out results/throughput/profile.md
+    python benchmarks/profile_trial.py --method taylor --budget 4 --n-samples 250 --rounds 3 \
+        --measures fid,speedup_flops --out results/throughput/profile_lower_rung.md
 
 The trial is run once unprofiled first, so the store holds what a sweep's later trials find there (the unaccelerated
 run of these seeds, the real-vs-real floor, the reference features). Then `--rounds` rounds, each profiling the
 trial with torch-fidelity's KID (the former scoring) and with ours, interleaved so machine load hits both alike;
 the table gives each stage's median seconds. The scoring share is scoring over sampling + scoring, the stored
-unaccelerated run left out of scoring.
+unaccelerated run left out of scoring. With `--measures`, the two columns are the trial with every measure and the
+trial asked only for those (what a halving sweep's lower rung computes) instead.
 """
 
 from __future__ import annotations
@@ -78,12 +81,18 @@ def profiled(cfg: EvalConfig) -> tuple[dict[str, float], dict]:
     return stage_seconds(prof), result["measures"]
 
 
+def besides(s: dict[str, float]) -> float:
+    """What a sweep's replay charges a run besides its sampling (analysis/search_cost.besides_sampling)."""
+    return s["trial (all)"] - s["set-up: load, build, prepare"] - s["sampling: every batch"]
+
+
 def share(s: dict[str, float]) -> float:
     scoring = s["scoring (all)"] - s["  unaccelerated run (stored)"]
     return scoring / (s["sampling: every batch"] + scoring)
 
 
-def table(runs: dict[str, list[dict[str, float]]], command: str, cfg: EvalConfig, rounds: int) -> list[str]:
+def table(runs: dict[str, list[dict[str, float]]], command: str, cfg: EvalConfig, rounds: int,
+          what: str = "scoring (all)") -> list[str]:
     names = list(runs)
     med = {n: {row: statistics.median(r[row] for r in runs[n]) for row, _, _ in STAGES} for n in names}
     lines = [f"# Where a trial's time goes: {cfg.method} N={cfg.steps} B={cfg.budget}, {cfg.n_samples} samples", "",
@@ -94,12 +103,17 @@ def table(runs: dict[str, list[dict[str, float]]], command: str, cfg: EvalConfig
              "| stage | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for row, _, _ in STAGES:
         lines.append(f"| {row} | " + " | ".join(f"{med[n][row]:.2f}" for n in names) + " |")
+    rest = {n: statistics.median(besides(r) for r in runs[n]) for n in names}
+    lines.append("| **besides sampling and set-up** (trial - set-up - sampling) | "
+                 + " | ".join(f"{rest[n]:.2f}" for n in names) + " |")
     lines.append("| **scoring share** (scoring / (sampling + scoring)) | "
                  + " | ".join(f"{statistics.median(share(r) for r in runs[n]):.3f}" for n in names) + " |")
     if len(names) == 2:
         a, b = names
-        ratio = [x["scoring (all)"] / y["scoring (all)"] for x, y in zip(runs[a], runs[b])]
-        lines += ["", f"Scoring took {min(ratio):.1f}x to {max(ratio):.1f}x less time with {b} than with {a}, "
+        what = "Scoring" if what == "scoring (all)" else "Everything besides sampling and set-up"
+        get = (lambda r: r["scoring (all)"]) if what == "Scoring" else besides
+        ratio = [get(x) / get(y) for x, y in zip(runs[a], runs[b])]
+        lines += ["", f"{what} took {min(ratio):.1f}x to {max(ratio):.1f}x less time with {b} than with {a}, "
                   "round by round (the same trial, back to back)."]
     return lines
 
@@ -113,12 +127,29 @@ def main(argv=None) -> int:
     p.add_argument("--n-samples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--measures", default=None, help="compare every measure with only these (comma-separated)")
     p.add_argument("--out", default=None, help="Markdown file to write (a manifest is written beside it)")
     args = p.parse_args(argv)
     cfg = EvalConfig(method=args.method, steps=args.steps, budget=None if args.method == "vanilla" else args.budget,
                      knobs=parse_knobs(args.knob), n_samples=args.n_samples, seed=args.seed)
     command = "python benchmarks/profile_trial.py " + " ".join(sys.argv[1:] if argv is None else argv)
     evaluate(cfg)  # the store now holds what later trials of a sweep find there
+    if args.measures:
+        from dataclasses import replace
+
+        some = replace(cfg, measures=args.measures)
+        evaluate(some)
+        runs = {"every measure": [], f"only {args.measures}": []}
+        for _ in range(args.rounds):
+            for name, c in zip(runs, (cfg, some)):
+                runs[name].append(profiled(c)[0])
+        lines = table(runs, command, cfg, args.rounds, what="besides")
+        print("\n".join(lines))
+        if args.out:
+            write_tool_output(args.out, lines, command,
+                              {"what": "timing: a trial with every measure against one asked for a few (a lower rung)",
+                               "rounds": args.rounds, "n_samples": args.n_samples, "seed": args.seed})
+        return 0
     runs: dict[str, list] = {"torch-fidelity KID": [], "our KID": []}
     for _ in range(args.rounds):
         with torch_fidelity_kid():

@@ -147,3 +147,31 @@ def test_parallel_decoding_counts_the_steps_it_took(tiny_bundle):
     assert 1 <= m["steps_mean"] < 4 and m["full_steps_mean"] == m["steps_mean"]
     assert m["gflops_per_image"] == pytest.approx(m["steps_mean"] * m["gflops_full_step"])
     assert m["ideal_speedup"] == pytest.approx(4 / m["steps_mean"])
+
+
+def test_a_run_asked_for_some_measures_computes_only_their_parts(tiny_bundle):
+    """A halving sweep's lower rung asks for what promotion compares (`measures`): it gives those with the numbers a
+    full run gives, and skips KID, precision/recall, the floor, the splits, the prefixes, class accuracy, the paired
+    measures and the feature error; its batches are the full run's (the top rung reuses them), its key its own."""
+    from ablate.evaluate import trial_key
+
+    base = dict(dataset="digits", steps=4, budget=2, method="taylor", n_samples=30, batch_size=15, seed=3)
+    full = evaluate(EvalConfig(**base))["measures"]
+    some = evaluate(EvalConfig(**base, measures="fid,speedup_flops", reuse_samples=True))["measures"]
+    assert some["fid"] == full["fid"] and some["gflops_per_image"] == full["gflops_per_image"]
+    for skipped in ("kid_mean", "kid_std", "precision", "recall", "floor_fid", "fid_train", "class_acc",
+                    "token_agreement"):
+        assert skipped in full and skipped not in some, skipped
+    assert full["feature_mse"] is not None and some["feature_mse"] is None and some["feature_cos"] is None
+    top = evaluate(EvalConfig(**dict(base, n_samples=60), reuse_samples=True))["measures"]
+    assert top["sampled_images"] == 30 and "kid_mean" in top and top["feature_mse"] is not None
+    assert trial_key(EvalConfig(**base, measures="fid")) != trial_key(EvalConfig(**base))
+    assert trial_key(EvalConfig(**base, measures="all")) == trial_key(EvalConfig(**base))
+
+
+def test_an_unknown_measure_is_one_line(capsys, ablate_home):
+    from ablate.errors import AblateError
+    from ablate.evaluate import validate
+
+    with pytest.raises(AblateError, match=r"^measures: unknown measure 'fdi'"):
+        validate(EvalConfig(measures="fid,fdi"))

@@ -126,3 +126,14 @@ def test_a_live_sweep_is_scored_against_the_grid_it_replays():
     assert lv["compared"] == 0 and lv["not_compared"] == 1 and lv["found"] == ["c0"]
     assert sc.params_key({"method": "t", "budget": 2, "order": 1}) == sc.params_key(
         {"method": "t", "budget": 2.0, "order": 1.0, "other": float("nan")})
+
+
+def test_a_live_run_is_charged_everything_but_its_set_up_where_it_logs_it():
+    """Runs that log `setup_seconds` are charged eval - set-up (sampling, warm-up, FLOPs count, feature error,
+    scoring), which is what a live sweep spends on them; older runs their sampling and scoring only."""
+    import pandas as pd
+
+    df = pd.DataFrame({"sample_seconds": [10.0, 10.0], "quality_seconds": [2.0, 2.0], "eval_seconds": [20.0, 15.0],
+                       "setup_seconds": [1.0, None]})
+    assert list(sc.besides_sampling(df)) == [9.0, 2.0]
+    assert list(sc.besides_sampling(df.drop(columns="setup_seconds"))) == [2.0, 2.0]

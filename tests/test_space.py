@@ -100,12 +100,24 @@ grid:
     ("halving: {rungs: [10, 20]}", "halving.rungs"),
     ("halving: {rungs: [15, 40]}", "halving.rungs"),
     ("halving: {rungs: [10, 40], eta: 1}", "halving.eta"),
+    ("halving: {rungs: [10, 40], lower_rungs: some}", "halving.lower_rungs"),
 ])
 def test_bad_halving_settings_fail_with_one_line(tmp_path, halving, field):
     path = tmp_path / "h.yaml"
     path.write_text(HALVING.format(halving=halving))
     with pytest.raises(AblateError, match=f"^{re.escape(field)}:"):
         load_space(path)
+
+
+def test_lower_rungs_at_its_default_leaves_the_space_as_it_was(tmp_path):
+    """`lower_rungs: promotion` is the default and stays out of the space's dump (its hash finds sweeps run before
+    the setting existed); `all` is part of it."""
+    path = tmp_path / "h.yaml"
+    path.write_text(HALVING.format(halving="halving: {rungs: [10, 40], eta: 2}"))
+    space = load_space(path)
+    assert space.halving.lower_rungs == "promotion" and space.model_dump()["halving"] == {"rungs": [10, 40], "eta": 2}
+    path.write_text(HALVING.format(halving="halving: {rungs: [10, 40], eta: 2, lower_rungs: all}"))
+    assert load_space(path).model_dump()["halving"]["lower_rungs"] == "all"
 
 
 def test_halving_promotes_whole_fronts_then_the_most_spread():

@@ -85,8 +85,8 @@ def test_check_through_the_cli_exits_non_zero_and_a_historical_study_says_so(tmp
     (root / "results" / "smoke" / "runs.csv").write_text("changed\n")
     out = cli(["study", "smoke", "--check"], root)
     assert out.returncode == 1 and "runs.csv: differs" in out.stderr, out.stderr[-2000:]
-    out = cli(["study", "claims_N32", "--check"], REPO)
-    assert out.returncode == 2 and out.stderr.startswith("error: study claims_N32: not checkable until rerun")
+    out = cli(["study", "search_cost", "--check"], REPO)
+    assert out.returncode == 2 and out.stderr.startswith("error: study search_cost: not checkable until rerun")
 
 
 def test_a_users_own_study_gets_its_claim_verdict_without_touching_the_package(tmp_path):

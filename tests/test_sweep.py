@@ -342,6 +342,10 @@ def test_halving_sweep_resumes_without_redoing_a_finished_rung(tmp_path):
     rung2 = [r for r in by_n["40"] if r.info.run_name != "vanilla-N6"]
     assert len(rung2) == 2 and {r.info.run_name for r in rung2} <= set(rung1)
     assert all(r.data.metrics["sampled_images"] == 20 for r in rung2)  # the first batch came from rung 1
+    # rung 1 computed only what promotion compares; the last rung every measure
+    assert all(r.data.params["measures"] == "fid,speedup_flops" and "kid_mean" not in r.data.metrics
+               and "fid" in r.data.metrics for r in by_n["20"])
+    assert all("kid_mean" in r.data.metrics and "feature_mse" in r.data.metrics for r in rung2)
     # the promoted pair is the one promote() picks from the rung's numbers
     from ablate.sweep.halving import promote
 

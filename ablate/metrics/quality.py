@@ -195,8 +195,8 @@ def kid(gen: torch.Tensor, ref: torch.Tensor, subsets: int = KID_SUBSETS, size: 
     return float(mmd.mean()), float(mmd.std(unbiased=False))
 
 
-def score(gen: torch.Tensor, ref: torch.Tensor, prc: bool = True) -> dict[str, float]:
-    """fid, kid_mean, kid_std (and precision, recall) of generated features `gen` against real features `ref`
+def score(gen: torch.Tensor, ref: torch.Tensor, prc: bool = True, with_kid: bool = True) -> dict[str, float]:
+    """fid (and kid_mean, kid_std; precision, recall) of generated features `gen` against real features `ref`
     (torch-fidelity's own feature-level formulas, KID through `kid`; KID on subsets of min(1000, both sizes))."""
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
     from torch_fidelity.metric_prc import prc_features_to_metric
@@ -204,8 +204,9 @@ def score(gen: torch.Tensor, ref: torch.Tensor, prc: bool = True) -> dict[str, f
     if len(gen) < 2 or len(ref) < 2:
         raise AblateError(f"n_samples: quality needs at least 2 images on each side, got {len(gen)} and {len(ref)}")
     fid = fid_statistics_to_metric(fid_features_to_statistics(gen), fid_features_to_statistics(ref), verbose=False)
-    kid_mean, kid_std = kid(gen, ref, size=min(KID_SUBSET_SIZE, len(gen), len(ref)))
-    out = {"fid": float(fid["frechet_inception_distance"]), "kid_mean": kid_mean, "kid_std": kid_std}
+    out = {"fid": float(fid["frechet_inception_distance"])}
+    if with_kid:
+        out["kid_mean"], out["kid_std"] = kid(gen, ref, size=min(KID_SUBSET_SIZE, len(gen), len(ref)))
     if prc:
         pr = prc_features_to_metric(gen, ref, verbose=False, save_cpu_ram=True)
         out.update(precision=float(pr["precision"]), recall=float(pr["recall"]))

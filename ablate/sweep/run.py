@@ -294,9 +294,10 @@ def _optuna(space: SearchSpace, tracker, parent, logger, ref_measures, reference
           num_samples=remaining)
 
 
-def rung_trial(trial: dict, n: int) -> dict:
-    """The trial at a rung's sample count, storing its batches so that its larger runs draw only the new ones."""
-    return dict(trial, n_samples=n, reuse_samples=True)
+def rung_trial(trial: dict, n: int, measures: str = "all") -> dict:
+    """The trial at a rung's sample count, storing its batches so that its larger runs draw only the new ones; a
+    lower rung computes only `measures` (what promotion compares), the last rung every measure."""
+    return dict(trial, n_samples=n, reuse_samples=True) | ({"measures": measures} if measures != "all" else {})
 
 
 def _halving(space: SearchSpace, trials: list[dict], tracker, parent, logger, ref_measures, max_concurrent):
@@ -315,8 +316,9 @@ def _halving(space: SearchSpace, trials: list[dict], tracker, parent, logger, re
     for t in trials:
         configs.setdefault(config_of(t), []).append(t)
     alive = list(configs)
+    promotion = ",".join(m for m, _ in objectives) if h.lower_rungs == "promotion" else "all"
     for i, n in enumerate(h.rungs):
-        rung = [rung_trial(t, n) for c in alive for t in configs[c]]
+        rung = [rung_trial(t, n, promotion if i < len(h.rungs) - 1 else "all") for c in alive for t in configs[c]]
         done = tracker.finished_children(parent)
         todo = [t for t in rung if trial_key(t) not in done]
         print(f"halving rung {i + 1}/{len(h.rungs)}: {len(alive)} configurations x {len(space.eval.seeds)} seeds on "
@@ -329,7 +331,7 @@ def _halving(space: SearchSpace, trials: list[dict], tracker, parent, logger, re
             break
         results = []
         for c in alive:
-            runs = [done.get(trial_key(rung_trial(t, n))) for t in configs[c]]
+            runs = [done.get(trial_key(rung_trial(t, n, promotion))) for t in configs[c]]
             runs = [r for r in runs if r is not None]
             if runs:  # a configuration whose every run failed goes no further
                 metrics = {m: sum(r.data.metrics.get(m, math.nan) for r in runs) / len(runs) for m, _ in objectives}

@@ -154,6 +154,9 @@ class HalvingSettings(_Strict):
 
     rungs: list[int] = Field(min_length=2)
     eta: float = Field(3.0, gt=1)
+    # promotion: a lower rung computes only the objectives (their cost measures, FID; no KID, floor, feature error,
+    # ...); all: every measure on every rung (as sweeps did before the setting existed)
+    lower_rungs: Literal["promotion", "all"] = "promotion"
 
     @field_validator("rungs")
     @classmethod
@@ -218,6 +221,8 @@ class SearchSpace(_Strict):
                 d["eval"].pop("amp", None)
             if isinstance(d.get("sampler"), dict) and d["sampler"].get("unmasking") == "confidence":
                 d["sampler"].pop("unmasking", None)
+            if isinstance(d.get("halving"), dict) and d["halving"].get("lower_rungs") == "promotion":
+                d["halving"].pop("lower_rungs", None)
         return d
 
     def trial_device(self) -> str:
