@@ -114,7 +114,7 @@ def check_measures(value: str) -> None:
     if value == "all":
         return
     known = set(MEASURES) | {n for names in SCORING_PARTS.values() for n in names}
-    bad = [n for n in value.split(",") if n not in known]
+    bad = [n for n in value.split(",") if n not in known]  # (no spaces: the value is part of the trial's key)
     if bad:
         raise AblateError(f"measures: unknown measure {bad[0]!r}; give all or comma-separated measures "
                           f"({', '.join(sorted(known))})")

@@ -132,6 +132,7 @@ def replay(experiment: str, tracking_uri: Optional[str], out: Path, objectives=(
             raise AblateError(f"replay.rungs: the live sweep {exp} ran the counts {counts}, the replay's rungs are "
                               f"{rungs}: give rungs: {counts[:-1]}")
         mine = ldf["method"] != "vanilla"
+        lv["charged_whole_runs"] = _logs_setup(ldf[mine])
         lv["eval_fraction"] = float(ldf.loc[mine, "eval_seconds"].astype(float).sum()
                                     / df.loc[df["method"] != "vanilla", "eval_seconds"].astype(float).sum())
         lv["hv_fraction"] = sc.hypervolume(configs, lv["found"], top, objectives, ref) / full_hv
@@ -218,10 +219,20 @@ def replay(experiment: str, tracking_uri: Optional[str], out: Path, objectives=(
                   "each smaller count "
                   + "(" + ", ".join(f"{n}: {v:.1f} s" for lv in [x[2] for x in live_rows]
                                     for n, v in lv.get("score_seconds_measured", {}).items())
-                  + " a run) against the grid's " + f"{float(sc.besides_sampling(df[df['method'] != 'vanilla']).median()):.1f}"
+                  + " a run) against the grid's "
+                  + f"{float(sc.besides_sampling(df[df['method'] != 'vanilla']).median()):.1f}"
                   + f" s at {top}.", ""]
+        grid_whole = _logs_setup(df[df["method"] != "vanilla"])
+        if any(lv["charged_whole_runs"] != grid_whole for _, _, lv in live_rows):
+            lines += ["**Charged on two bases**: the grid's and a live sweep's runs differ in whether they log their "
+                      "set-up time, so one side is charged sampling and scoring only; compare their CPU with care.", ""]
     lines += ["![hypervolume against CPU time](search_cost.png)"]
     return lines
+
+
+def _logs_setup(df) -> bool:
+    """Whether every run logs its set-up time (charged eval - set-up) rather than sampling and scoring only."""
+    return "setup_seconds" in df and bool(df["setup_seconds"].notna().all())
 
 
 def _figure(xs, curves, grid_h, out: Path, title: str, live_pts=()) -> None:

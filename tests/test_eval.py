@@ -95,7 +95,7 @@ def test_the_real_vs_real_floor_is_scored_once_per_sample_count(tiny_bundle, mon
     m = evaluate(EvalConfig(**base, method="feature_cache"))["measures"]
     calls = []
     real = quality.score
-    monkeypatch.setattr(quality, "score", lambda gen, ref, prc=True: calls.append(len(gen)) or real(gen, ref, prc))
+    monkeypatch.setattr(quality, "score", lambda gen, ref, prc=True, **kw: calls.append(len(gen)) or real(gen, ref, prc, **kw))
     again = evaluate(EvalConfig(**base, method="taylor"))["measures"]
     assert calls == [40, 40]  # against the reference, then the other split (no prefix below 40); no floor
     assert again["floor_fid"] == m["floor_fid"] and again["floor_precision"] == m["floor_precision"]

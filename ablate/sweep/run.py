@@ -297,7 +297,7 @@ def _optuna(space: SearchSpace, tracker, parent, logger, ref_measures, reference
 def rung_trial(trial: dict, n: int, measures: str = "all") -> dict:
     """The trial at a rung's sample count, storing its batches so that its larger runs draw only the new ones; a
     lower rung computes only `measures` (what promotion compares), the last rung every measure."""
-    return dict(trial, n_samples=n, reuse_samples=True) | ({"measures": measures} if measures != "all" else {})
+    return dict(trial, n_samples=n, reuse_samples=True, measures=measures)
 
 
 def _halving(space: SearchSpace, trials: list[dict], tracker, parent, logger, ref_measures, max_concurrent):
@@ -317,16 +317,21 @@ def _halving(space: SearchSpace, trials: list[dict], tracker, parent, logger, re
         configs.setdefault(config_of(t), []).append(t)
     alive = list(configs)
     promotion = ",".join(m for m, _ in objectives) if h.lower_rungs == "promotion" else "all"
+
+    def finished(rung):  # a lower-rung run of every measure (before `lower_rungs` existed) holds what promotion needs
+        done = tracker.finished_children(parent)
+        return done | {trial_key(t): r for t in rung if (r := done.get(trial_key(dict(t, measures="all")))) is not None}
+
     for i, n in enumerate(h.rungs):
         rung = [rung_trial(t, n, promotion if i < len(h.rungs) - 1 else "all") for c in alive for t in configs[c]]
-        done = tracker.finished_children(parent)
+        done = finished(rung)
         todo = [t for t in rung if trial_key(t) not in done]
         print(f"halving rung {i + 1}/{len(h.rungs)}: {len(alive)} configurations x {len(space.eval.seeds)} seeds on "
               f"{n} samples ({len(rung) - len(todo)} already finished)")
         if todo:
             _tune(space, {"trial": _grid(todo), "reference": ref_measures}, logger, max_concurrent,
                   f"{space.name}-rung{i + 1}")
-            done = tracker.finished_children(parent)
+            done = finished(rung)
         if i == len(h.rungs) - 1:
             break
         results = []
