@@ -45,8 +45,9 @@ class Stage(_Strict):
     analyses: list[Literal[ANALYSES]] = Field(default_factory=list)
     small: list[int] = Field(default_factory=lambda: [500], description="small_sample: the smaller sample counts")
     replay: Union[dict[str, Any], list[dict[str, Any]]] = Field(
-        default_factory=dict, description="search_cost: rungs, eta, reps, live, score_seconds; a list for several "
-                                          "replays, each but the first with a `folder` of its own")
+        default_factory=dict, description="search_cost: rungs, eta, reps, live, score_seconds (what a run at a smaller "
+                                          "count costs besides sampling and set-up); a list for several replays, "
+                                          "each but the first with a `folder` of its own")
     latency: dict[str, Any] = Field(default_factory=lambda: {"rounds": 5, "batch_size": 100},
                                     description="latency: rounds and batch size of the interleaved timing")
 
